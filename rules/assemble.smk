@@ -1,0 +1,22 @@
+# A day's NDJSON files → one parquet + sha256 sidecar (sidecar written last, both atomic).
+
+
+rule assemble:
+    input:
+        unpack(assemble_inputs),
+    output:
+        parquet=str(CFG.archive / "{dataset}" / "date={day}" / "spx-{dataset}-{day}.parquet"),
+        sidecar=str(CFG.archive / "{dataset}" / "date={day}" / "spx-{dataset}-{day}.parquet.sha256"),
+    log:
+        LOGS / "assemble" / "{dataset}-{day}.log",
+    resources:
+        mem_mb=1024,
+    params:
+        interval=CFG.interval,
+        symbols=",".join(CFG.symbols),
+        max_dte=CFG.max_dte,
+    conda:
+        "../envs/spx-data.yaml"
+    shell:
+        JOB + " assemble {wildcards.dataset} {wildcards.day} --interval {params.interval}"
+        " --symbols {params.symbols} --max-dte {params.max_dte} 2> {log:q}"

@@ -1,0 +1,86 @@
+# Configuration and the gap plan, computed once per Snakefile parse. Only days whose parquet or sidecar
+# is missing enter the DAG (DESIGN §2); finished days cost two stats each.
+import json
+import os
+import shlex
+import socket
+import sys
+import time
+
+from spx_data import config as spx_config
+from spx_data import listing, outcomes, plan
+from spx_data.errors import ConfigError
+
+try:
+    CFG = spx_config.load(config)
+except ConfigError as e:
+    sys.exit(f"spx-data: config: {e}")
+
+LAYOUT = CFG.layout
+PLAN = plan.build(CFG)
+# One id per run, inherited by every job process through the environment.
+os.environ.setdefault(outcomes.RUN_ID_ENV, f"{time.strftime('%Y%m%dT%H%M%S')}-{socket.gethostname()}-{os.getpid()}")
+RUN_ID = os.environ[outcomes.RUN_ID_ENV]
+PY = shlex.quote(sys.executable)
+JOB = f"{PY} -m spx_data.jobs --archive {shlex.quote(str(CFG.archive))} --work {shlex.quote(str(CFG.work))}"
+LOGS = CFG.work / "logs"
+ALL_TARGETS = [
+    str(path)
+    for ds, days in PLAN.missing.items()
+    for day in days
+    for path in (LAYOUT.parquet(ds, day), LAYOUT.sidecar(ds, day))
+]
+
+
+wildcard_constraints:
+    dataset="|".join(CFG.datasets),
+    day=r"\d{4}-\d{2}-\d{2}",
+    symbol="|".join(CFG.symbols),
+    expiration=r"\d{4}-\d{2}-\d{2}",
+
+
+def api_cap() -> int:
+    """The listing step's share of the run-wide `api` cap: all of it, never more than the profile gives."""
+    cap = workflow.global_resources.get("api")
+    cap = getattr(cap, "value", cap)
+    return min(CFG.api_concurrency, cap) if isinstance(cap, int) else CFG.api_concurrency
+
+
+def run_listing(marker: str, log: str) -> None:
+    from spx_data.client import ThetaClient
+
+    failures = listing.list_days(
+        PLAN.unlisted, LAYOUT.listing, lambda: ThetaClient(CFG.terminal_url, CFG.retry_policy()), api_cap()
+    )
+    with open(log, "w") as f:
+        json.dump({"listed": len(PLAN.unlisted) - len(failures), "failed": failures}, f, indent=1)
+    with open(marker, "w") as f:
+        json.dump(sorted(PLAN.unlisted), f)
+
+
+def day_listing(day: str) -> listing.Listing | None:
+    """The day's listing; waits for the listing step when the day had none at parse time."""
+    if day in PLAN.unlisted:
+        checkpoints.list_contracts.get()
+    return listing.read(LAYOUT.listing(day))
+
+
+def assemble_inputs(w) -> dict[str, object]:
+    found = day_listing(w.day)
+    if found is None:  # the listing failed: the job records why and fails; the next run asks again
+        return {}
+    return {
+        "listing": str(LAYOUT.listing(w.day)),
+        "ndjson": [
+            str(LAYOUT.ndjson(w.dataset, w.day, s, e)) for s, e, _ in found.select(CFG.symbols, CFG.max_dte)
+        ],
+    }
+
+
+def mirror_ledger(ok: bool | None) -> None:
+    from spx_data.ledger import Ledger
+
+    if ok is not None:
+        outcomes.write_event(LAYOUT.outcomes(), "run_end", ok=ok)
+    with Ledger(CFG.ledger) as ledger:
+        ledger.refresh(LAYOUT.outcomes())

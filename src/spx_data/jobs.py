@@ -1,0 +1,124 @@
+"""Job bodies the Snakemake rules run (`python -m spx_data.jobs fetch|assemble ...`).
+
+Each job does one step through the package and leaves an outcome event for the ledger; it never
+opens SQLite. Exit status is what Snakemake sees: 0 only when the outputs are complete and valid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+
+from spx_data import datasets, listing, outcomes
+from spx_data.calendar import session_on
+from spx_data.paths import Layout, check_date, check_symbol
+
+
+def _layout(args: argparse.Namespace) -> Layout:
+    return Layout(Path(args.archive), Path(args.work))
+
+
+def fetch(args: argparse.Namespace) -> int:
+    """One (dataset, day, symbol, expiration) request → one validated NDJSON file."""
+    from spx_data.client import ThetaClient
+    from spx_data.config import retry_policy
+
+    layout = _layout(args)
+    dataset = datasets.get(args.dataset)
+    day, symbol, expiration = check_date(args.day), check_symbol(args.symbol), check_date(args.expiration)
+    started = time.monotonic()
+    fields = {"dataset": dataset.name, "day": day, "symbol": symbol, "expiration": expiration}
+    try:
+        found = listing.read(layout.listing(day))
+        contracts = next((n for s, e, n in found.expirations if (s, e) == (symbol, expiration)), None) if found else None
+        client = ThetaClient(args.url, retry_policy(json.loads(args.retry)))
+        session = session_on(dt.date.fromisoformat(day))
+        assert session is not None, f"{day} is not a session"
+        result = client.fetch_history(
+            dataset, session.day, symbol, expiration, args.interval, Path(args.out),
+            expected_contracts=contracts if dataset.interval_based else None,
+            rows_per_contract=session.intervals(args.interval) if dataset.interval_based else None,
+        )  # fmt: skip
+    except Exception as e:
+        outcomes.write_event(
+            layout.outcomes(), "fetch", **fields, status="failed", http_status=getattr(e, "status", None),
+            attempts=None, rows=0, bytes=0, seconds=round(time.monotonic() - started, 3),
+            error_class=type(e).__name__, error=str(e),
+        )  # fmt: skip
+        print(f"spx-data fetch {dataset.name} {day} {symbol} {expiration}: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    outcomes.write_event(
+        layout.outcomes(), "fetch", **fields, status=result.status, http_status=result.http_status,
+        attempts=result.attempts, rows=result.rows, bytes=result.bytes, seconds=round(result.seconds, 3),
+        error_class=None, error=None,
+    )  # fmt: skip
+    return 0
+
+
+def assemble(args: argparse.Namespace) -> int:
+    """A day's NDJSON files → parquet + sidecar, per the storage contract."""
+    from spx_data.assemble import Source, assemble_day
+
+    layout = _layout(args)
+    dataset = datasets.get(args.dataset)
+    day = check_date(args.day)
+    fields = {"dataset": dataset.name, "day": day}
+    outcomes.write_event(layout.outcomes(), "assemble_start", **fields)
+    started = time.monotonic()
+    try:
+        found = listing.read(layout.listing(day))
+        if found is None:
+            raise RuntimeError(f"no listing for {day}: the listing request failed (see the listing log)")
+        session = session_on(dt.date.fromisoformat(day))
+        assert session is not None, f"{day} is not a session"
+        sources = [
+            Source(s, e, layout.ndjson(dataset.name, day, s, e))
+            for s, e, _ in found.select(args.symbols.split(","), args.max_dte)
+        ]
+        provenance = {"symbols": args.symbols, "max_dte": str(args.max_dte)}
+        result = assemble_day(
+            dataset, session, args.interval, sources, layout.parquet(dataset.name, day),
+            layout.sidecar(dataset.name, day), provenance,
+        )  # fmt: skip
+    except Exception as e:
+        outcomes.write_event(
+            layout.outcomes(), "assemble", **fields, status="failed", rows=0, bytes=0, sha256=None,
+            seconds=round(time.monotonic() - started, 3), error_class=type(e).__name__, error=str(e),
+        )  # fmt: skip
+        print(f"spx-data assemble {dataset.name} {day}: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    outcomes.write_event(
+        layout.outcomes(), "assemble", **fields, status=result.status, rows=result.rows, bytes=result.bytes,
+        sha256=result.sha256, seconds=round(result.seconds, 3), error_class=None, error=None,
+    )  # fmt: skip
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m spx_data.jobs")
+    parser.add_argument("--archive", required=True)
+    parser.add_argument("--work", required=True)
+    sub = parser.add_subparsers(dest="step", required=True)
+    f = sub.add_parser("fetch")
+    for name in ("dataset", "day", "symbol", "expiration"):
+        f.add_argument(name)
+    f.add_argument("--out", required=True)
+    f.add_argument("--url", required=True)
+    f.add_argument("--interval", required=True)
+    f.add_argument("--retry", required=True, help="retry policy as JSON")
+    a = sub.add_parser("assemble")
+    a.add_argument("dataset")
+    a.add_argument("day")
+    a.add_argument("--interval", required=True)
+    a.add_argument("--symbols", required=True)
+    a.add_argument("--max-dte", type=lambda v: None if v == "None" else int(v), default=None)
+    args = parser.parse_args(argv)
+    return {"fetch": fetch, "assemble": assemble}[args.step](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

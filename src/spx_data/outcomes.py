@@ -1,0 +1,58 @@
+"""Outcome events: what jobs leave on disk for the ledger to mirror.
+
+Jobs never open SQLite (cluster nodes may share only a network filesystem); each writes one small
+JSON file per event, atomically, under a unique name. `Ledger.sync` ingests and then removes them;
+ingestion is idempotent on the event id, so a crash between commit and removal loses nothing.
+
+Event kinds and their fields (all carry `id`, `kind`, `at` (UTC ISO time), `run_id`):
+- run_start: pid, host, planned: [[dataset, day], ...], argv
+- run_end: ok (bool)
+- fetch: dataset, day, symbol, expiration, status ('ok' | 'no_data' | 'failed'), http_status,
+  attempts, rows, bytes, seconds, error_class, error
+- assemble_start: dataset, day
+- assemble: dataset, day, status ('success' | 'no_data' | 'failed'), rows, bytes, sha256, seconds,
+  error_class, error
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+RUN_ID_ENV = "SPX_DATA_RUN_ID"
+
+
+def current_run_id() -> str:
+    return os.environ.get(RUN_ID_ENV, "manual")
+
+
+def write_event(directory: Path, kind: str, **fields: Any) -> Path:
+    """Write one event file atomically; returns its path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    event_id = uuid.uuid4().hex
+    at = dt.datetime.now(dt.UTC)
+    event = {"id": event_id, "kind": kind, "at": at.isoformat(), "run_id": current_run_id()} | fields
+    name = f"{at.strftime('%Y%m%dT%H%M%S%f')}-{event_id}.json"
+    tmp = directory / f".{name}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(event, f, separators=(",", ":"))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, directory / name)
+    return directory / name
+
+
+def read_events(directory: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Events in the order they were written (names start with their UTC time)."""
+    if not directory.is_dir():
+        return
+    for path in sorted(directory.glob("*.json")):
+        try:
+            yield path, json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # half-visible files cannot exist (atomic rename); unreadable ones stay for a look
