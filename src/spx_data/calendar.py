@@ -53,14 +53,18 @@ class Session:
 
 
 def _compute_year(year: int) -> list[tuple[str, str]]:
+    import warnings
+
     import pandas_market_calendars as pmc  # slow import, paid only when the cache misses
 
     start, end = f"{year}-01-01", f"{year}-12-31"
-    cboe = pmc.get_calendar("CBOE_Index_Options")
-    nyse = pmc.get_calendar("NYSE")
-    sched = cboe.schedule(start, end, tz="America/New_York")
-    early = set(cboe.early_closes(sched).index.date)
-    early |= set(nyse.early_closes(nyse.schedule(start, end)).index.date)
+    with warnings.catch_warnings():  # pandas deprecation noise from inside the library
+        warnings.simplefilter("ignore")
+        cboe = pmc.get_calendar("CBOE_Index_Options")
+        nyse = pmc.get_calendar("NYSE")
+        sched = cboe.schedule(start, end, tz="America/New_York")
+        early = set(cboe.early_closes(sched).index.date)
+        early |= set(nyse.early_closes(nyse.schedule(start, end)).index.date)
     return [
         (d.isoformat(), (EARLY_CLOSE if d in early else REGULAR_CLOSE).strftime("%H:%M"))
         for d in sched.index.date

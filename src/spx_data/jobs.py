@@ -34,7 +34,11 @@ def fetch(args: argparse.Namespace) -> int:
     fields = {"dataset": dataset.name, "day": day, "symbol": symbol, "expiration": expiration}
     try:
         found = listing.read(layout.listing(day))
-        contracts = next((n for s, e, n in found.expirations if (s, e) == (symbol, expiration)), None) if found else None
+        contracts = (
+            next((n for s, e, n in found.expirations if (s, e) == (symbol, expiration)), None)
+            if found
+            else None
+        )
         client = ThetaClient(args.url, retry_policy(json.loads(args.retry)))
         session = session_on(dt.date.fromisoformat(day))
         assert session is not None, f"{day} is not a session"
@@ -49,7 +53,10 @@ def fetch(args: argparse.Namespace) -> int:
             attempts=None, rows=0, bytes=0, seconds=round(time.monotonic() - started, 3),
             error_class=type(e).__name__, error=str(e),
         )  # fmt: skip
-        print(f"spx-data fetch {dataset.name} {day} {symbol} {expiration}: {type(e).__name__}: {e}", file=sys.stderr)
+        print(
+            f"spx-data fetch {dataset.name} {day} {symbol} {expiration}: {type(e).__name__}: {e}",
+            file=sys.stderr,
+        )
         return 1
     outcomes.write_event(
         layout.outcomes(), "fetch", **fields, status=result.status, http_status=result.http_status,

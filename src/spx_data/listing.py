@@ -47,7 +47,11 @@ def read(path: Path) -> Listing | None:
 
 def write(path: Path, listing: Listing) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"day": listing.day, "no_data": listing.no_data, "expirations": [list(e) for e in listing.expirations]}
+    doc = {
+        "day": listing.day,
+        "no_data": listing.no_data,
+        "expirations": [list(e) for e in listing.expirations],
+    }
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:

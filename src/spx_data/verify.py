@@ -1,0 +1,90 @@
+"""Re-hash and re-validate the archive; move bad files aside so the next run fetches them again."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from spx_data import datasets
+from spx_data.calendar import session_on
+from spx_data.config import Config
+
+
+@dataclass(frozen=True)
+class Problem:
+    dataset: str
+    day: str
+    path: Path
+    problem: str
+
+
+def _archived_days(cfg: Config, dataset: str) -> list[str]:
+    root = cfg.archive / dataset
+    if not root.is_dir():
+        return []
+    return sorted(p.name.removeprefix("date=") for p in root.iterdir() if p.name.startswith("date="))
+
+
+def count_archived(cfg: Config) -> int:
+    return sum(
+        1 for ds in cfg.datasets for day in _archived_days(cfg, ds) if cfg.layout.parquet(ds, day).exists()
+    )
+
+
+def verify_archive(cfg: Config, ledger: Any) -> list[Problem]:
+    """Every archived day folder of the configured datasets: file vs sidecar vs ledger vs contract."""
+    from spx_data.assemble import verify_archived
+    from spx_data.checksum import read_sidecar
+
+    problems: list[Problem] = []
+    for ds in cfg.datasets:
+        dataset = datasets.get(ds)
+        for day in _archived_days(cfg, ds):
+            parquet, sidecar = cfg.layout.parquet(ds, day), cfg.layout.sidecar(ds, day)
+            folder = parquet.parent
+            for stray in folder.glob(".*.tmp"):
+                problems.append(Problem(ds, day, stray, "temporary file left behind"))
+            if not parquet.exists():
+                if sidecar.exists():
+                    problems.append(Problem(ds, day, sidecar, "sidecar without its parquet file"))
+                continue
+            session = session_on(dt.date.fromisoformat(day))
+            if session is None:
+                problems.append(Problem(ds, day, parquet, f"{day} is not a trading session"))
+                continue
+            found = verify_archived(parquet, sidecar, dataset, session, cfg.interval)
+            problems += [Problem(ds, day, parquet, p) for p in found]
+            row = ledger.day(ds, day)
+            if not found and row is not None and row.sha256 and sidecar.exists():
+                hexdigest = read_sidecar(sidecar)[0]
+                if row.sha256 != hexdigest:
+                    problems.append(
+                        Problem(
+                            ds, day, parquet, f"ledger sha256 {row.sha256[:12]}… differs from the sidecar"
+                        )
+                    )
+    return problems
+
+
+def quarantine(cfg: Config, dataset: str, day: str, reason: str) -> Path:
+    """Move a day's files (parquet, sidecar, temp leftovers) under <work>/quarantine/<stamp>/."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
+    folder = cfg.layout.day_dir(dataset, day)
+    dest = cfg.layout.quarantine() / stamp / dataset / f"date={day}"
+    dest.mkdir(parents=True, exist_ok=True)
+    if folder.is_dir():
+        # The sidecar goes first: a day without a sidecar is a gap, never a finished day.
+        for path in sorted(folder.iterdir(), key=lambda p: not p.name.endswith(".sha256")):
+            shutil.move(str(path), dest / path.name)
+        folder.rmdir()
+    (dest / "REASON").write_text(reason + "\n")
+    fd = os.open(dest, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return dest
