@@ -27,10 +27,12 @@ def terminal(url: str, chain: str, faults: float) -> Iterator[str]:
             return
     except requests.RequestException:
         pass
+    from spx_data.sim.faults import FAULT_CLASSES
     from spx_data.sim.testing import running_simulator
 
-    rates = {} if not faults else {"fault_rate": faults}
-    with running_simulator(chain=chain, **rates) as sim:
+    rates = {c: faults for c in FAULT_CLASSES}
+    with running_simulator(chain=chain, fault_rates=rates, stall_seconds=0.5, disconnect_seconds=0.5,
+                           starting_seconds=0.5) as sim:  # fmt: skip
         print(f"no terminal at {url}: started the simulator at {sim.url} (chain {chain}, faults {faults})")
         yield sim.url
 
