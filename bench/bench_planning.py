@@ -78,11 +78,21 @@ def main() -> None:
             root = Path(tmp) / f"m{share}"
             root.mkdir()
             cfg_path = build(root, sessions, share)
-            base = [sys.executable, "-m", "snakemake", "--snakefile", str(PROJECT / "Snakefile"),
-                    "--directory", str(root), "--configfile", str(cfg_path)]  # fmt: skip
+            base = [
+                sys.executable,
+                "-m",
+                "snakemake",
+                "--snakefile",
+                str(PROJECT / "Snakefile"),
+                "--directory",
+                str(root),
+                "--configfile",
+                str(cfg_path),
+            ]
             dry, out = timed([*base, "-n", "--cores", "4"], root)
             jobs = next((ln.split()[1] for ln in out.splitlines() if ln.startswith("total")), "0")
-            print(f"{share:.0%} missing: dry run {dry:.2f} s ({jobs} jobs planned), {dry / floor:.1f}× the floor")
+            label = f"{share:.0%} missing"
+            print(f"{label}: dry run {dry:.2f} s ({jobs} jobs planned), {dry / floor:.1f}× the floor")
             if share == 0.0:
                 noop, _ = timed([*base, "--cores", "4"], root)
                 print(f"{share:.0%} missing: no-op run {noop:.2f} s, {noop / floor:.1f}× the floor")

@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
 def _summary(root: Path) -> None:
     archive = root / "archive"
     folders = sorted(p for p in archive.glob("*/date=*") if p.is_dir())
+
     def check(folder: Path) -> int:
         sidecars = [p.name for p in folder.glob("*.sha256")]
         return subprocess.run(["sha256sum", "-c", "--quiet", *sidecars], cwd=folder).returncode

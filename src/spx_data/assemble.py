@@ -1,0 +1,782 @@
+"""Assembly: a day's per-expiration NDJSON files → one validated, byte-reproducible parquet + sidecar.
+
+Sources are parsed one at a time with pyarrow's JSON reader against an explicit schema of the raw
+JSON types, block by block, so memory is bounded by the largest expiration rather than the day. Each
+expiration is converted to the archive schema (DESIGN.md §3), validated, sorted by
+(right, strike, timestamp) and written as its own row group(s). The written file is re-read and
+checked before it is renamed into place; the sidecar comes last.
+
+Sorting and key checks use one int64 per row: right (1 bit) | strike in thousandths (34 bits, enough
+for decimal128(10, 3)) | milliseconds since the session day's midnight (27 bits). Within one
+expiration that integer orders rows exactly like (right, strike, timestamp), so one argsort sorts,
+equal neighbours are duplicate keys, and `key >> 27` identifies a contract.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+import pyarrow.parquet as pq
+
+import spx_data
+from spx_data import checksum
+from spx_data.calendar import INTERVAL_SECONDS, OPEN, Session
+from spx_data.datasets import SCHEMA_VERSION, TZ, Dataset
+from spx_data.errors import ConfigError, ValidationError
+
+FOOTER_PREFIX = "spx_data."
+API_VERSION = "v3"
+ROW_GROUP_ROWS = 1_000_000  # expirations larger than this are split into several row groups
+ZSTD_LEVEL = 1  # measured: as small as level 3 on quote data, and faster
+_BLOCK_SIZE = 1 << 20  # the JSON reader peaks at ~30x its block size; larger blocks measured no faster
+_MS_PER_DAY = 86_400_000
+_TS_BITS = 27  # 2^27 ms > one day
+_STRIKE_BITS = 34  # 2^34 > 10^10 thousandths, the range of decimal128(10, 3)
+_MAX_STRIKE = 10**10
+_RIGHT_SHIFT = _TS_BITS + _STRIKE_BITS
+_STRIKE_MASK = (1 << _STRIKE_BITS) - 1
+_RIGHTS = ("CALL", "PUT")  # index = the key's right bit, so CALL sorts before PUT
+_RIGHT_DICT = pa.array(_RIGHTS, pa.string())
+_TS_TEXT = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?$"
+_DATE_TEXT = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})$")
+_RAW_TYPES: dict[str, pa.DataType] = {
+    "price": pa.float64(),
+    "greek": pa.float64(),
+    "float": pa.float64(),
+    "size": pa.int64(),
+    "code": pa.int32(),
+    "timestamp": pa.string(),
+}
+_ET = ZoneInfo(TZ)
+_EPOCH = dt.date(1970, 1, 1)
+
+
+@dataclass(frozen=True)
+class Source:
+    symbol: str
+    expiration: str  # ISO date
+    path: Path  # NDJSON (empty file = the terminal answered 472 for it)
+    sha256: str | None = None  # hex of the file if known (else computed)
+
+
+@dataclass(frozen=True)
+class AssembleResult:
+    status: Literal["success", "no_data"]
+    rows: int
+    bytes: int
+    sha256: str
+    seconds: float
+
+
+def assemble_day(
+    dataset: Dataset,
+    session: Session,
+    interval: str,
+    sources: Sequence[Source],
+    parquet_path: Path,
+    sidecar_path: Path,
+    provenance: Mapping[str, str],
+) -> AssembleResult:
+    """Write the day's parquet and then its sidecar, or raise and leave neither (nor a temp file).
+
+    `sources` empty means the day's listing answered 472: a 0-row file with status no_data is written.
+    A day being rewritten loses its old sidecar first, then its old parquet.
+    """
+    start = time.perf_counter()
+    _check_interval(dataset, interval)
+    ordered = _ordered_sources(sources)
+    footer = _footer_base(dataset, session, interval, provenance)
+    parquet_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = parquet_path.with_name(f".{parquet_path.name}.{secrets.token_hex(8)}.tmp")
+    try:
+        # The sidecar marks a finished day, so it goes first and the parquet follows.
+        for stale in (sidecar_path, parquet_path):
+            stale.unlink(missing_ok=True)
+        rows = _write(tmp, dataset, session, interval, ordered, footer)
+        problems = _check_parquet(tmp, dataset, session, interval, expected_rows=rows)
+        if problems:
+            raise ValidationError(f"{parquet_path.name}: the written file failed its check: {problems[0]}")
+        digest = checksum.sha256_file(tmp)
+        size = tmp.stat().st_size
+        os.replace(tmp, parquet_path)
+        checksum.fsync_dir(parquet_path.parent)
+        checksum.write_sidecar(sidecar_path, parquet_path, digest)
+    except BaseException:
+        for path in (tmp, sidecar_path, parquet_path):
+            path.unlink(missing_ok=True)
+        raise
+    status: Literal["success", "no_data"] = "success" if ordered else "no_data"
+    return AssembleResult(status, rows, size, digest, time.perf_counter() - start)
+
+
+def verify_archived(
+    parquet_path: Path, sidecar_path: Path, dataset: Dataset, session: Session, interval: str
+) -> list[str]:
+    """Problems found in an archived day (sidecar, checksum, schema, footer, order, counts); [] if good."""
+    _check_interval(dataset, interval)
+    problems: list[str] = []
+    if not parquet_path.exists():
+        return [f"{parquet_path}: missing"]
+    problem = checksum.verify_sidecar(sidecar_path, parquet_path)
+    if problem:
+        problems.append(problem)
+    return problems + _check_parquet(parquet_path, dataset, session, interval, expected_rows=None)
+
+
+def read_footer(parquet_path: Path) -> dict[str, str]:
+    """The file's spx_data.* footer key/values, keys as stored (with the prefix)."""
+    return _footer(pq.read_metadata(parquet_path))
+
+
+# --- arguments and footer ---------------------------------------------------------------------------
+
+
+def _check_interval(dataset: Dataset, interval: str) -> None:
+    if dataset.interval_based and interval not in INTERVAL_SECONDS:
+        raise ConfigError(f"interval {interval!r}: not one of {', '.join(INTERVAL_SECONDS)}")
+
+
+def _ordered_sources(sources: Sequence[Source]) -> list[Source]:
+    ordered = sorted(sources, key=lambda s: (s.symbol, s.expiration))
+    for prev, cur in itertools.pairwise(ordered):
+        if (prev.symbol, prev.expiration) == (cur.symbol, cur.expiration):
+            raise ValidationError(f"{cur.path}: second source for {cur.symbol} {cur.expiration}")
+    for s in ordered:
+        if not s.symbol or not _is_iso_date(s.expiration):
+            raise ValidationError(f"{s.path}: bad source key {s.symbol!r} {s.expiration!r}")
+        if s.sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", s.sha256):
+            raise ValidationError(f"{s.path}: bad sha256 {s.sha256!r}")
+    return ordered
+
+
+def _is_iso_date(text: str) -> bool:
+    try:
+        return re.fullmatch(r"\d{4}-\d{2}-\d{2}", text) is not None and bool(dt.date.fromisoformat(text))
+    except ValueError:
+        return False
+
+
+def _footer_base(
+    dataset: Dataset, session: Session, interval: str, provenance: Mapping[str, str]
+) -> dict[str, str]:
+    """Footer entries known before any data is read (key order fixed: it is part of the bytes)."""
+    template = dataset.request_params(session.day, "{symbol}", "{expiration}", interval)
+    core = {
+        "dataset": dataset.name,
+        "date": session.day.isoformat(),
+        "endpoint": dataset.endpoint,
+        "params": json.dumps(template, sort_keys=True, separators=(",", ":")),
+        "interval": interval if dataset.interval_based else "",
+        "api_version": API_VERSION,
+        "tool_version": spx_data.__version__,
+        "schema_version": SCHEMA_VERSION,
+    }
+    footer = {FOOTER_PREFIX + k: v for k, v in core.items()}
+    for key in sorted(provenance):
+        full = key if key.startswith(FOOTER_PREFIX) else FOOTER_PREFIX + key
+        if full in footer or full in (FOOTER_PREFIX + k for k in ("status", "rows", "sources")):
+            raise ValueError(f"provenance key {key!r} would overwrite a footer entry")
+        footer[full] = str(provenance[key])
+    return footer
+
+
+def _footer(metadata: pq.FileMetaData) -> dict[str, str]:
+    raw = metadata.metadata or {}
+    return {
+        k.decode(): v.decode()
+        for k, v in raw.items()
+        if k.startswith(FOOTER_PREFIX.encode())  # ARROW:schema and other writers' keys are not ours
+    }
+
+
+# --- writing ----------------------------------------------------------------------------------------
+
+
+def _writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+    """Fixed options: the same table always gives the same bytes."""
+    sort_names = ["symbol", "expiration", "right", "strike"] + (
+        ["timestamp"] if "timestamp" in schema.names else []
+    )
+    # Dictionary pages for every column but the float64 ones: prices and greeks have too many distinct
+    # values per row group, so a dictionary would overflow and fall back to plain after costing time.
+    dictionary = [f.name for f in schema if not pa.types.is_floating(f.type)]
+    return pq.ParquetWriter(
+        str(path),
+        schema,
+        version="2.6",
+        use_dictionary=dictionary,
+        compression="zstd",
+        compression_level=ZSTD_LEVEL,
+        write_statistics=True,
+        data_page_version="1.0",
+        store_schema=True,
+        store_decimal_as_integer=True,
+        sorting_columns=[pq.SortingColumn(schema.get_field_index(n)) for n in sort_names],
+    )
+
+
+def _write(
+    tmp: Path,
+    dataset: Dataset,
+    session: Session,
+    interval: str,
+    sources: list[Source],
+    footer: dict[str, str],
+) -> int:
+    schema = dataset.arrow_schema()
+    symbols = pa.array(sorted({s.symbol for s in sources}), pa.string())
+    listed: list[dict[str, object]] = []
+    total = 0
+    writer = _writer(tmp, schema)
+    try:
+        for src in sources:
+            digest = (src.sha256 or checksum.sha256_file(src.path)).lower()
+            rows = 0
+            if src.path.stat().st_size > 0:
+                table = _load(_Job(dataset, session, interval, src), symbols)
+                writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+                rows = table.num_rows
+                del table
+            listed.append(
+                {"symbol": src.symbol, "expiration": src.expiration, "rows": rows, "sha256": digest}
+            )
+            total += rows
+        if sources and total == 0:
+            raise ValidationError(
+                f"{dataset.name} {session.day}: every request answered 472 although the listing had "
+                f"{len(sources)} expirations"
+            )
+        footer = footer | {
+            FOOTER_PREFIX + "status": "success" if sources else "no_data",
+            FOOTER_PREFIX + "rows": str(total),
+            FOOTER_PREFIX + "sources": json.dumps(listed, separators=(",", ":")),
+        }
+        writer.add_key_value_metadata(footer)
+    finally:
+        writer.close()
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    return total
+
+
+# --- one expiration: parse, convert, validate, sort --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What converting one source needs, and how its rows are named in error messages."""
+
+    dataset: Dataset
+    session: Session
+    interval: str
+    src: Source
+    # Per timestamp column: the last parsed block's distinct texts and their values. Blocks of one
+    # expiration mostly hold the same minutes, so most blocks parse nothing.
+    parsed: dict[str, tuple[pa.Array, np.ndarray, np.ndarray]] = field(default_factory=dict, compare=False)
+
+    def contract(self, thou: int, is_put: bool) -> str:
+        return (
+            f"{self.src.symbol} {self.src.expiration} {thou // 1000}.{thou % 1000:03d} {_RIGHTS[int(is_put)]}"
+        )
+
+    def key_contract(self, key: int) -> str:
+        return self.contract((key >> _TS_BITS) & _STRIKE_MASK, bool(key >> _RIGHT_SHIFT))
+
+    def fail(self, problem: str, contract: str | None = None) -> ValidationError:
+        where = f"{self.src.path}: {contract}: " if contract else f"{self.src.path}: "
+        return ValidationError(where + " ".join(problem.split()))
+
+
+@dataclass
+class _Batch:
+    """One parsed block after conversion: its sort keys and archive value columns (numpy, no nulls)."""
+
+    key: np.ndarray
+    values: dict[str, np.ndarray]  # timestamps as UTC ms
+
+
+def _raw_schema(dataset: Dataset, date_type: pa.DataType | None) -> pa.Schema:
+    """The JSON types of a source's keys; `date_type` set for the date + ms_of_day variant."""
+    fields = [
+        ("symbol", pa.string()),
+        ("expiration", pa.string()),
+        ("strike", pa.float64()),
+        ("right", pa.string()),
+    ]
+    for name, kind in dataset.columns:
+        if name == "timestamp" and date_type is not None:
+            fields += [("date", date_type), ("ms_of_day", pa.int64())]
+        else:
+            fields.append((name, _RAW_TYPES[kind]))
+    return pa.schema(fields)
+
+
+def _date_variant(path: Path, dataset: Dataset) -> pa.DataType | None:
+    """JSON type of `date` when the first row carries date + ms_of_day instead of timestamp."""
+    if "timestamp" not in dataset.column_names:
+        return None
+    with open(path, "rb") as f:
+        line = b""
+        while not line.strip():
+            line = f.readline(1 << 20)
+            if not line:
+                return None
+    try:
+        first = json.loads(line)
+    except ValueError:
+        return None  # the JSON reader reports it, with its position
+    if not isinstance(first, dict) or "timestamp" in first or "ms_of_day" not in first:
+        return None
+    return pa.int64() if isinstance(first.get("date"), int) else pa.string()
+
+
+def _read_options() -> pj.ReadOptions:
+    # One thread: measured faster on a single core, and parallelism comes from running several jobs.
+    return pj.ReadOptions(block_size=_BLOCK_SIZE, use_threads=False)
+
+
+def _blocks(job: _Job) -> Iterator[pa.RecordBatch]:
+    schema = _raw_schema(job.dataset, _date_variant(job.src.path, job.dataset))
+    options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
+    try:
+        yield from pj.open_json(str(job.src.path), _read_options(), options)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise job.fail(f"not NDJSON of {','.join(schema.names)}: {e}") from None
+
+
+def _load(job: _Job, symbols: pa.Array) -> pa.Table:
+    """The source's rows in the archive schema, validated and sorted by (right, strike, timestamp)."""
+    batches: list[_Batch] = []
+    seen = 0
+    for block in _blocks(job):
+        if block.num_rows:
+            batches.append(_convert(block, job, seen))
+            seen += block.num_rows
+    if not seen:
+        raise job.fail("no rows, although the file is not empty")
+    key = np.concatenate([b.key for b in batches])
+    order = None if bool(np.all(key[1:] > key[:-1])) else np.argsort(key, kind="stable")
+    if order is not None:
+        key = key[order]
+        _check_unique(key, job)
+    if job.dataset.interval_based:
+        _check_counts(key, job.session.intervals(job.interval), job)
+    schema = job.dataset.arrow_schema()
+    columns = _key_columns(job.src, symbols, key, schema.field("strike").type)
+    for name in schema.names[4:]:
+        chunks = [b.values.pop(name) for b in batches]  # popped: unsorted copies die one column at a time
+        if order is None:
+            columns.append(pa.chunked_array([_fixed(schema.field(name).type, c) for c in chunks]))
+        else:
+            columns.append(_fixed(schema.field(name).type, np.concatenate(chunks)[order]))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _convert(block: pa.RecordBatch, job: _Job, row0: int) -> _Batch:
+    for i, column in enumerate(block.columns):
+        if column.null_count:
+            at = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+            name = block.schema.names[i]
+            raise job.fail(f"row {row0 + at + 1}: no value for {name!r}", _raw_contract(block, at))
+    _check_constant(block, "symbol", job.src.symbol, job, row0)
+    _check_constant(block, "expiration", job.src.expiration, job, row0)
+    is_put = _rights(block, job, row0)
+    thou = _thousandths(block, job, row0)
+    key = (is_put.astype(np.int64) << _RIGHT_SHIFT) | (thou << _TS_BITS)
+    values: dict[str, np.ndarray] = {}
+    for name, kind in job.dataset.columns:
+        if kind != "timestamp":
+            values[name] = block.column(name).to_numpy()
+            continue
+        if name == "timestamp" and "ms_of_day" in block.schema.names:
+            local = _local_from_date_ms(block, job, row0)
+            values[name] = _local_to_utc(local)
+        else:
+            local, values[name] = _parse_times(block, name, job, row0)
+        if name == "timestamp":
+            key |= _time_of_day(local, is_put, thou, job, row0)
+    return _Batch(key, values)
+
+
+def _raw_contract(block: pa.RecordBatch, at: int) -> str:
+    return " ".join(str(block.column(c)[at].as_py()) for c in ("symbol", "expiration", "strike", "right"))
+
+
+def _check_constant(block: pa.RecordBatch, name: str, expected: str, job: _Job, row0: int) -> None:
+    column = block.column(name)
+    if _all_equal(column, expected):
+        return
+    encoded = pc.dictionary_encode(column)
+    values = encoded.dictionary.to_pylist()
+    wrong = next(i for i, v in enumerate(values) if v != expected)
+    at = int(np.flatnonzero(encoded.indices.to_numpy() == wrong)[0])
+    raise job.fail(
+        f"row {row0 + at + 1}: {name} {values[wrong]!r}, expected {expected!r}", _raw_contract(block, at)
+    )
+
+
+def _all_equal(column: pa.Array, expected: str) -> bool:
+    """Every value of a string column is `expected`: regular offsets and one memcmp over the data."""
+    want = expected.encode()
+    n = len(column)
+    _, offsets, data = column.buffers()
+    off = np.frombuffer(offsets, dtype=np.int32)[column.offset : column.offset + n + 1]
+    if off[-1] - off[0] != n * len(want) or not (np.diff(off) == len(want)).all():
+        return False
+    text = np.frombuffer(data, dtype=np.uint8)[off[0] : off[-1]].reshape(n, len(want))
+    return bool((text == np.frombuffer(want, dtype=np.uint8)).all())
+
+
+def _rights(block: pa.RecordBatch, job: _Job, row0: int) -> np.ndarray:
+    column = block.column("right")
+    is_put = pc.equal(column, "PUT")
+    if pc.sum(is_put).as_py() + pc.sum(pc.equal(column, "CALL")).as_py() != len(column):
+        at = int(np.flatnonzero(~pc.is_in(column, _RIGHT_DICT).to_numpy(zero_copy_only=False))[0])
+        raise job.fail(
+            f"row {row0 + at + 1}: right {column[at].as_py()!r} is not CALL or PUT", _raw_contract(block, at)
+        )
+    return is_put.to_numpy(zero_copy_only=False)
+
+
+def _thousandths(block: pa.RecordBatch, job: _Job, row0: int) -> np.ndarray:
+    strike = block.column("strike").to_numpy()
+    thou = np.rint(strike * 1000)
+    with np.errstate(invalid="ignore"):
+        ok = (thou >= 0) & (thou < _MAX_STRIKE)  # False for NaN
+    if not ok.all():
+        at = int(np.flatnonzero(~ok)[0])
+        raise job.fail(
+            f"row {row0 + at + 1}: strike {float(strike[at])!r} out of range", _raw_contract(block, at)
+        )
+    return thou.astype(np.int64)
+
+
+def _parse_times(block: pa.RecordBatch, name: str, job: _Job, row0: int) -> tuple[np.ndarray, np.ndarray]:
+    """(naive ET ms, UTC ms) of an ET wall-clock text column; each distinct text is parsed once."""
+    encoded = pc.dictionary_encode(block.column(name))
+    texts = encoded.dictionary
+    indices = encoded.indices.to_numpy()
+    cached = job.parsed.get(name)
+    if cached is not None:
+        where = pc.index_in(texts, value_set=cached[0])
+        if where.null_count == 0:  # every text seen in the last parsed block, maybe in another order
+            at = where.to_numpy()
+            return cached[1][at][indices], cached[2][at][indices]
+    local, utc = _parse_texts(texts, name, indices, block, job, row0)
+    job.parsed[name] = (texts, local, utc)
+    return local[indices], utc[indices]
+
+
+def _parse_texts(
+    texts: pa.Array, name: str, indices: np.ndarray, block: pa.RecordBatch, job: _Job, row0: int
+) -> tuple[np.ndarray, np.ndarray]:
+    local = None
+    if pc.all(pc.match_substring_regex(texts, _TS_TEXT)).as_py():
+        try:
+            local = pc.cast(texts, pa.timestamp("ms"))
+        except pa.ArrowInvalid:
+            local = None  # well-formed but no real time, such as month 13
+    if local is None:
+        bad = [i for i, t in enumerate(texts.to_pylist()) if not _valid_time_text(t)]
+        at = int(np.flatnonzero(np.isin(indices, bad))[0]) if bad else 0
+        raise job.fail(
+            f"row {row0 + at + 1}: {name} {texts[indices[at]].as_py()!r} is not YYYY-MM-DDTHH:MM:SS[.SSS]",
+            _raw_contract(block, at),
+        )
+    return local.view(pa.int64()).to_numpy(), _utc_of(local)
+
+
+def _valid_time_text(text: str) -> bool:
+    if not re.match(_TS_TEXT, text):
+        return False
+    try:
+        dt.datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _utc_of(local: pa.Array) -> np.ndarray:
+    """UTC ms of naive ET timestamps. DST-ambiguous wall clocks (never inside a session) take the first."""
+    utc = pc.assume_timezone(local, TZ, ambiguous="earliest", nonexistent="earliest")
+    return utc.view(pa.int64()).to_numpy()
+
+
+def _local_to_utc(local_ms: np.ndarray) -> np.ndarray:
+    encoded = pc.dictionary_encode(pa.array(local_ms))
+    return _utc_of(encoded.dictionary.view(pa.timestamp("ms")))[encoded.indices.to_numpy()]
+
+
+def _local_from_date_ms(block: pa.RecordBatch, job: _Job, row0: int) -> np.ndarray:
+    """Naive ET ms from the `date` (YYYYMMDD number or text, or ISO text) + `ms_of_day` variant."""
+    encoded = pc.dictionary_encode(block.column("date"))
+    indices = encoded.indices.to_numpy()
+    days = []
+    for i, value in enumerate(encoded.dictionary.to_pylist()):
+        match = _DATE_TEXT.match(str(value))
+        try:
+            if match is None:
+                raise ValueError
+            days.append((dt.date(*map(int, match.groups())) - _EPOCH).days)
+        except ValueError:
+            at = int(np.flatnonzero(indices == i)[0])
+            raise job.fail(
+                f"row {row0 + at + 1}: date {value!r} is not a date", _raw_contract(block, at)
+            ) from None
+    ms_of_day = block.column("ms_of_day").to_numpy()
+    outside = (ms_of_day < 0) | (ms_of_day >= _MS_PER_DAY)
+    if outside.any():
+        at = int(np.flatnonzero(outside)[0])
+        raise job.fail(
+            f"row {row0 + at + 1}: ms_of_day {ms_of_day[at]} out of range", _raw_contract(block, at)
+        )
+    return np.asarray(days, dtype=np.int64)[indices] * _MS_PER_DAY + ms_of_day
+
+
+def _fmt_local(ms: int) -> str:
+    return (dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=int(ms))).isoformat(timespec="milliseconds")
+
+
+def _time_of_day(local: np.ndarray, is_put: np.ndarray, thou: np.ndarray, job: _Job, row0: int) -> np.ndarray:
+    """ms after the session day's midnight; raises for a row off the day (or, on a grid, off the session)."""
+    session = job.session
+    tod = local - (session.day - _EPOCH).days * _MS_PER_DAY
+    bad = (tod < 0) | (tod >= _MS_PER_DAY)
+    problem = f"is not on {session.day}"
+    if job.dataset.interval_based and not bad.any():
+        opens = (OPEN.hour * 3600 + OPEN.minute * 60) * 1000
+        close = (session.close.hour * 3600 + session.close.minute * 60) * 1000
+        bad = (tod < opens) | (tod > close)
+        problem = f"is outside the session 09:30..{session.close.strftime('%H:%M')}"
+    if bad.any():
+        at = int(np.flatnonzero(bad)[0])
+        contract = job.contract(int(thou[at]), bool(is_put[at]))
+        raise job.fail(f"row {row0 + at + 1}: timestamp {_fmt_local(local[at])} {problem}", contract)
+    return tod
+
+
+def _check_unique(key_sorted: np.ndarray, job: _Job) -> None:
+    dup = np.flatnonzero(key_sorted[1:] == key_sorted[:-1])
+    if dup.size:
+        k = int(key_sorted[dup[0]])
+        when = ""
+        if "timestamp" in job.dataset.column_names:
+            midnight = (job.session.day - _EPOCH).days * _MS_PER_DAY
+            when = f" for {_fmt_local(midnight + (k & ((1 << _TS_BITS) - 1)))}"
+        raise job.fail(f"duplicate row{when} ({dup.size} duplicates)", job.key_contract(k))
+
+
+def _check_counts(key_sorted: np.ndarray, expected: int, job: _Job) -> None:
+    contract = key_sorted >> _TS_BITS
+    starts = np.concatenate(([0], np.flatnonzero(contract[1:] != contract[:-1]) + 1))
+    counts = np.diff(np.concatenate((starts, [len(key_sorted)])))
+    wrong = np.flatnonzero(counts != expected)
+    if wrong.size:
+        i = int(wrong[0])
+        raise job.fail(
+            f"{counts[i]} rows, expected {expected} ({wrong.size} of {counts.size} contracts wrong)",
+            job.key_contract(int(key_sorted[starts[i]])),
+        )
+
+
+def _fixed(type_: pa.DataType, data: np.ndarray, length: int | None = None) -> pa.Array:
+    """An arrow array over a numpy buffer, without a validity bitmap (no nulls)."""
+    n = len(data) if length is None else length
+    return pa.Array.from_buffers(type_, n, [None, pa.py_buffer(np.ascontiguousarray(data))])
+
+
+def _key_columns(src: Source, symbols: pa.Array, key: np.ndarray, strike_type: pa.DataType) -> list[pa.Array]:
+    """symbol, expiration, strike, right of the sorted rows, rebuilt from their keys."""
+    n = len(key)
+    strike = np.zeros(2 * n, dtype=np.int64)  # decimal128: low word = value, high word = 0 (non-negative)
+    strike[0::2] = (key >> _TS_BITS) & _STRIKE_MASK
+    days = (dt.date.fromisoformat(src.expiration) - _EPOCH).days
+    return [
+        pa.DictionaryArray.from_arrays(np.full(n, symbols.to_pylist().index(src.symbol), np.int32), symbols),
+        _fixed(pa.date32(), np.full(n, days, np.int32)),
+        _fixed(strike_type, strike, n),
+        pa.DictionaryArray.from_arrays((key >> _RIGHT_SHIFT).astype(np.int32), _RIGHT_DICT),
+    ]
+
+
+# --- reading back: the checks shared by assembly and verify_archived --------------------------------
+
+
+def _check_parquet(
+    path: Path, dataset: Dataset, session: Session, interval: str, expected_rows: int | None
+) -> list[str]:
+    try:
+        pf = pq.ParquetFile(path)
+    except (OSError, pa.ArrowException) as e:
+        return [f"{path}: cannot open as parquet ({e})"]
+    with pf:
+        meta = pf.metadata
+        problems = _check_footer(path, _footer(meta), meta.num_rows, dataset, session, interval)
+        if expected_rows is not None and meta.num_rows != expected_rows:
+            problems.append(f"{path}: {meta.num_rows} rows, expected {expected_rows}")
+        expected_schema = dataset.arrow_schema()
+        if not pf.schema_arrow.remove_metadata().equals(expected_schema):
+            return [*problems, f"{path}: schema differs from the {dataset.name} schema v{SCHEMA_VERSION}"]
+        try:
+            problems += _scan(path, pf, dataset, session, interval)
+        except (OSError, pa.ArrowException) as e:
+            problems.append(f"{path}: cannot read ({e})")
+    return problems
+
+
+def _check_footer(
+    path: Path, footer: dict[str, str], rows: int, dataset: Dataset, session: Session, interval: str
+) -> list[str]:
+    want = {
+        "dataset": dataset.name,
+        "date": session.day.isoformat(),
+        "interval": interval if dataset.interval_based else "",
+        "schema_version": SCHEMA_VERSION,
+        "rows": str(rows),
+    }
+    problems = [
+        f"{path}: footer {key} is {footer.get(FOOTER_PREFIX + key)!r}, expected {value!r}"
+        for key, value in want.items()
+        if footer.get(FOOTER_PREFIX + key) != value
+    ]
+    try:
+        listed = json.loads(footer.get(FOOTER_PREFIX + "sources", ""))
+        listed_rows = sum(int(s["rows"]) for s in listed)
+    except (ValueError, TypeError, KeyError):
+        return [*problems, f"{path}: footer sources unreadable"]
+    if listed_rows != rows:
+        problems.append(f"{path}: footer sources hold {listed_rows} rows, the file {rows}")
+    status = footer.get(FOOTER_PREFIX + "status")
+    if status != ("no_data" if not listed else "success"):
+        problems.append(f"{path}: footer status {status!r} with {len(listed)} sources")
+    return problems
+
+
+@dataclass
+class _Scan:
+    """What the scan carries across row groups."""
+
+    path: Path
+    expected: int | None  # rows per contract, for interval datasets
+    problems: list[str] = field(default_factory=list)
+    last: tuple[str, int, int] | None = None  # (symbol, expiration days, key) of the last row so far
+    run: tuple[tuple[str, int, int], int] | None = None  # (symbol, expiration days, key >> 27), rows
+
+    def add(self, contract: tuple[str, int, int], rows: int) -> None:
+        if self.run is not None and self.run[0] == contract:
+            self.run = (contract, self.run[1] + rows)
+            return
+        self.finish()
+        self.run = (contract, rows)
+
+    def finish(self) -> None:
+        if self.run is not None and self.expected is not None and self.run[1] != self.expected:
+            self.problems.append(
+                f"{self.path}: {_label(self.run[0])}: {self.run[1]} rows, expected {self.expected}"
+            )
+
+
+def _scan(path: Path, pf: pq.ParquetFile, dataset: Dataset, session: Session, interval: str) -> list[str]:
+    """Re-read the key columns row group by row group: rows strictly increasing by
+    (symbol, expiration, right, strike, timestamp), which proves sort and uniqueness; timestamps on the
+    day (inside the session for interval datasets); rows per contract."""
+    state = _Scan(path, session.intervals(interval) if dataset.interval_based else None)
+    columns = ["symbol", "expiration", "right", "strike"]
+    columns += ["timestamp"] if "timestamp" in dataset.column_names else []
+    for g in range(pf.num_row_groups):
+        table = pf.read_row_group(g, columns=columns)
+        if table.num_rows and not _scan_group(state, g, table, session):
+            break
+        if len(state.problems) > 20:
+            return [*state.problems, f"{path}: stopped after {len(state.problems)} problems"]
+    else:
+        state.finish()
+    return state.problems
+
+
+def _scan_group(state: _Scan, g: int, table: pa.Table, session: Session) -> bool:
+    """Check one row group; False when its rows are out of order or off the session (scan stops)."""
+    where = f"{state.path}: row group {g}"
+    symbols, rank = _symbol_ranks(table.column("symbol"))
+    exp = table.column("expiration").combine_chunks().view(pa.int32()).to_numpy().astype(np.int64)
+    right = table.column("right").combine_chunks()
+    rights = right.dictionary.to_pylist()
+    if not set(rights) <= set(_RIGHTS):
+        state.problems.append(f"{where}: right outside CALL/PUT")
+        return False
+    is_put = np.array([v == "PUT" for v in rights], dtype=np.int64)[right.indices.to_numpy()]
+    key = (is_put << _RIGHT_SHIFT) | (_decimal_units(table.column("strike")) << _TS_BITS)
+    if "timestamp" in table.column_names:
+        midnight, opens, close = _session_bounds_utc(session)
+        utc = table.column("timestamp").combine_chunks().view(pa.int64()).to_numpy()
+        bad = (utc < midnight) | (utc >= midnight + _MS_PER_DAY)
+        if state.expected is not None:
+            bad |= (utc < opens) | (utc > close)
+        if bad.any():
+            state.problems.append(f"{where}: {int(bad.sum())} timestamps outside the session")
+            return False
+        key |= utc - midnight
+    d_symbol, d_exp, d_key = np.diff(rank), np.diff(exp), np.diff(key)
+    increasing = (d_symbol > 0) | ((d_symbol == 0) & ((d_exp > 0) | ((d_exp == 0) & (d_key > 0))))
+    first = (symbols[rank[0]], int(exp[0]), int(key[0]))
+    if not increasing.all() or (state.last is not None and first <= state.last):
+        state.problems.append(f"{where}: rows not strictly increasing by key (unsorted or duplicate)")
+        return False
+    state.last = (symbols[rank[-1]], int(exp[-1]), int(key[-1]))
+    contract = key >> _TS_BITS
+    starts = np.flatnonzero(
+        np.concatenate(([True], (d_symbol != 0) | (d_exp != 0) | (np.diff(contract) != 0)))
+    )
+    counts = np.diff(np.append(starts, len(key)))
+    for s, c in zip(starts.tolist(), counts.tolist(), strict=True):
+        state.add((symbols[rank[s]], int(exp[s]), int(contract[s])), c)
+    return True
+
+
+def _session_bounds_utc(session: Session) -> tuple[int, int, int]:
+    """UTC ms of the session day's midnight, 09:30 and close (ET)."""
+
+    def utc_ms(t: dt.time) -> int:
+        return int(dt.datetime.combine(session.day, t, tzinfo=_ET).timestamp() * 1000)
+
+    return utc_ms(dt.time(0, 0)), utc_ms(OPEN), utc_ms(session.close)
+
+
+def _symbol_ranks(column: pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
+    """The distinct symbols in order, and each row's position among them."""
+    arr = column.combine_chunks()
+    values = arr.dictionary.to_pylist()
+    ordered = sorted(set(values))
+    rank_of = np.array([ordered.index(v) for v in values], dtype=np.int64)
+    return ordered, rank_of[arr.indices.to_numpy()]
+
+
+def _decimal_units(column: pa.ChunkedArray) -> np.ndarray:
+    """Unscaled int64 values of a non-negative decimal128 column (its low 64-bit words)."""
+    arr = column.combine_chunks()
+    words = np.frombuffer(arr.buffers()[1], dtype=np.int64)[2 * arr.offset : 2 * (arr.offset + len(arr))]
+    if (words[1::2] != 0).any():
+        raise pa.ArrowInvalid("strike outside 0..2^63 thousandths")
+    return words[0::2]
+
+
+def _label(contract: tuple[str, int, int]) -> str:
+    symbol, exp_days, c = contract
+    thou = c & _STRIKE_MASK
+    right = _RIGHTS[c >> _STRIKE_BITS]
+    return f"{symbol} {_EPOCH + dt.timedelta(days=exp_days)} {thou // 1000}.{thou % 1000:03d} {right}"

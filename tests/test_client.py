@@ -1,0 +1,681 @@
+"""ThetaClient against a mocked terminal (`responses`): status codes, retries, splits, validation, files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import itertools
+import json
+import random
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import responses
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from spx_data import client as client_mod
+from spx_data import ndjson_check
+from spx_data.client import FetchResult, ListedExpiration, ThetaClient
+from spx_data.datasets import get
+from spx_data.errors import (
+    BadResponse,
+    FatalRequestError,
+    PermissionDenied,
+    RetriesExhausted,
+    TerminalUnreachable,
+)
+from spx_data.retry import RetryPolicy
+
+BASE = "http://127.0.0.1:25503"
+QUOTE = get("quote")
+DAY = dt.date(2024, 1, 5)
+EXP = "2024-01-05"
+DATA_URL = f"{BASE}/v3/option/history/quote"
+STATUS_URL = f"{BASE}/v3/terminal/mdds/status"
+STRIKES_URL = f"{BASE}/v3/option/list/strikes"
+LIST_URL = f"{BASE}/v3/option/list/contracts/quote"
+EMPTY_SHA = hashlib.sha256(b"").hexdigest()
+
+
+# ---------------------------------------------------------------- helpers
+
+
+class FakeClock:
+    """Time that moves only when the client sleeps (or a test says so)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def quote_rows(
+    contracts: list[tuple[float, str]], per: int, symbol: str = "SPXW", expiration: str = EXP
+) -> list[dict[str, Any]]:
+    rows = []
+    for strike, right in contracts:
+        for i in range(per):
+            h, m = divmod(570 + i, 60)
+            rows.append(
+                {
+                    "symbol": symbol, "expiration": expiration, "strike": strike, "right": right,
+                    "timestamp": f"2024-01-05T{h:02d}:{m:02d}:00" + (".250" if i % 3 == 1 else ""),
+                    "bid_size": 10 + i, "bid_exchange": 5, "bid": 1.25 + i, "bid_condition": 50,
+                    "ask_size": 7, "ask_exchange": 5, "ask": 1.35 + i, "ask_condition": 50,
+                }
+            )  # fmt: skip
+    return rows
+
+
+def ndjson(rows: list[dict[str, Any]], seed: int = 0) -> bytes:
+    """One object a line, keys in arbitrary order (as the terminal sends them)."""
+    rng = random.Random(seed)
+    lines = []
+    for row in rows:
+        keys = list(row)
+        rng.shuffle(keys)
+        lines.append(json.dumps({k: row[k] for k in keys}) + "\n")
+    return "".join(lines).encode()
+
+
+CONTRACTS = [(4700.0, "CALL"), (4700.0, "PUT"), (4705.0, "CALL"), (4705.0, "PUT")]
+BODY = ndjson(quote_rows(CONTRACTS, 5))
+
+
+def make_client(clock: FakeClock, **policy: Any) -> ThetaClient:
+    return ThetaClient(BASE, RetryPolicy(**policy), sleep=clock.sleep, rng=random.Random(7), clock=clock)
+
+
+def fetch(client: ThetaClient, dest: Path, **kwargs: Any) -> FetchResult:
+    return client.fetch_history(QUOTE, DAY, "SPXW", EXP, "1m", dest, **kwargs)
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+class Breaking(io.BufferedReader):
+    """A body that sends `after` bytes and then resets the connection."""
+
+    def __init__(self, data: bytes, after: int) -> None:
+        super().__init__(io.BytesIO(data))
+        self._left = after
+
+    def read(self, amt: int | None = -1) -> bytes:
+        if self._left <= 0:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        size = self._left if amt is None or amt < 0 else min(amt, self._left)
+        data = super().read(size)
+        self._left -= len(data)
+        return data
+
+    def read1(self, amt: int = -1) -> bytes:
+        return self.read(amt)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+@pytest.fixture
+def rsps() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def data_calls(rsps: responses.RequestsMock) -> list[Any]:
+    return [c for c in rsps.calls if not c.request.url.startswith(STATUS_URL)]
+
+
+# ---------------------------------------------------------------- success and no data
+
+
+def test_ok_writes_validated_file_and_counts(
+    rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path
+) -> None:
+    rsps.add(responses.GET, DATA_URL, body=BODY)
+    dest = tmp_path / "d" / "q.ndjson"
+    res = fetch(make_client(clock), dest, expected_contracts=4, rows_per_contract=5)
+    assert (res.status, res.http_status, res.rows, res.contracts, res.attempts) == ("ok", 200, 20, 4, 1)
+    assert res.bytes == len(BODY) and res.sha256 == hashlib.sha256(BODY).hexdigest()
+    assert dest.read_bytes() == BODY and leftovers(dest.parent) == ["q.ndjson"]
+    params = rsps.calls[0].request.params
+    assert params == {"symbol": "SPXW", "expiration": "20240105", "date": "20240105", "interval": "1m",
+                      "format": "ndjson"}  # fmt: skip
+    assert rsps.calls[0].request.req_kwargs["stream"] is True
+    assert clock.sleeps == []
+
+
+def test_472_writes_empty_file_no_retry(
+    rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path
+) -> None:
+    rsps.add(responses.GET, DATA_URL, status=472, body="No data for the specified timeframe & contract.")
+    dest = tmp_path / "q.ndjson"
+    res = fetch(make_client(clock), dest, expected_contracts=4)
+    assert (res.status, res.http_status, res.rows, res.bytes, res.attempts) == ("no_data", 472, 0, 0, 1)
+    assert res.sha256 == EMPTY_SHA and dest.read_bytes() == b""
+    assert leftovers(tmp_path) == ["q.ndjson"] and len(rsps.calls) == 1
+
+
+# ---------------------------------------------------------------- retried status codes
+
+
+def test_474_polls_status_until_connected(
+    rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path
+) -> None:
+    rsps.add(responses.GET, DATA_URL, status=474, body="DISCONNECTED")
+    rsps.add(responses.GET, DATA_URL, body=BODY)
+    for state in ("DISCONNECTED", "DISCONNECTED", "CONNECTED"):
+        rsps.add(responses.GET, STATUS_URL, body=state)
+    res = fetch(make_client(clock, disconnected_poll=2.0), tmp_path / "q.ndjson")
+    assert res.status == "ok" and res.attempts == 2
+    assert clock.sleeps == [2.0, 2.0]
+    assert [c.request.url for c in rsps.calls].count(STATUS_URL) == 3
+
+
+def test_474_gives_up_after_disconnected_max_wait(
+    rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path
+) -> None:
+    rsps.add(responses.GET, DATA_URL, status=474)
+    rsps.add(responses.GET, STATUS_URL, body="DISCONNECTED")
+    with pytest.raises(RetriesExhausted, match=r"not CONNECTED.*DISCONNECTED") as err:
+        fetch(make_client(clock, disconnected_max_wait=10.0), tmp_path / "q.ndjson")
+    assert DATA_URL in str(err.value) and clock.now <= 10.0
+    assert len(data_calls(rsps)) == 1 and leftovers(tmp_path) == []
+
+
+def test_474_status_unreachable_counts_as_not_connected(
+    rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path
+) -> None:
+    rsps.add(responses.GET, DATA_URL, status=474)
+    rsps.add(responses.GET, DATA_URL, body=BODY)
+    rsps.add(responses.GET, STATUS_URL, body=requests.ConnectionError("refused"))
+    rsps.add(responses.GET, STATUS_URL, body="CONNECTED")
+    assert fetch(make_client(clock), tmp_path / "q.ndjson").rows == 20
+    assert clock.sleeps == [1.0]
+
+
+@pytest.mark.parametrize("code", [429, 500, 470, 572])
+def test_transient_codes_back_off_then_succeed(
+    code: int, rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path
+) -> None:
+    rsps.add(responses.GET, DATA_URL, status=code, body="busy")
+    rsps.add(responses.GET, DATA_URL, status=code, body="busy")
+    rsps.add(responses.GET, DATA_URL, body=BODY)
+    res = fetch(make_client(clock), tmp_path / "q.ndjson", expected_contracts=4, rows_per_contract=5)
+    assert (res.status, res.rows, res.attempts) == ("ok", 20, 3)
+    assert len(clock.sleeps) == 2
+    assert 0 <= clock.sleeps[0] <= 0.5 and 0 <= clock.sleeps[1] <= 1.0
+
+
+def test_571_waits_within_starting_bounds(
+    rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path
+) -> None:
+    rsps.add(responses.GET, DATA_URL, status=571, body="SERVER_STARTING")
+    rsps.add(responses.GET, DATA_URL, status=571, body="SERVER_STARTING")
+    rsps.add(responses.GET, DATA_URL, body=BODY)
+    res = fetch(make_client(clock), tmp_path / "q.ndjson")
+    assert res.attempts == 3 and len(clock.sleeps) == 2
+    assert all(30.0 <= s <= 120.0 for s in clock.sleeps) and clock.sleeps[0] != clock.sleeps[1]
+
+
+# ---------------------------------------------------------------- 570 splits
+
+
+def split_terminal(rsps: responses.RequestsMock, put_strikes_570: bool) -> list[dict[str, str]]:
+    """A terminal that answers 570 to the whole request (and to right=put when asked)."""
+    seen: list[dict[str, str]] = []
+    calls = [c for c in CONTRACTS if c[1] == "CALL"]
+
+    def history(request: Any) -> tuple[int, dict[str, str], bytes]:
+        params = dict(request.params)
+        seen.append(params)
+        right, strike = params.get("right"), params.get("strike")
+        if right is None or (right == "put" and strike is None and put_strikes_570):
+            return 570, {}, b"LARGE_REQUEST"
+        if right == "call":
+            return 200, {}, ndjson(quote_rows(calls, 5))
+        wanted = [c for c in CONTRACTS if c[1] == "PUT" and (strike is None or float(strike) == c[0])]
+        return (200, {}, ndjson(quote_rows(wanted, 5))) if wanted else (472, {}, b"NO_DATA")
+
+    rsps.add_callback(responses.GET, DATA_URL, callback=history)
+    strikes = [{"symbol": "SPXW", "strike": s} for s in (4700.0, 4705.0, 17.5)]
+    rsps.add(responses.GET, STRIKES_URL, body=ndjson(strikes))
+    return seen
+
+
+def test_570_splits_per_right(rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path) -> None:
+    seen = split_terminal(rsps, put_strikes_570=False)
+    dest = tmp_path / "q.ndjson"
+    res = fetch(make_client(clock), dest, expected_contracts=4, rows_per_contract=5)
+    assert [p.get("right") for p in seen] == [None, "call", "put"]
+    assert (res.status, res.rows, res.contracts, res.attempts) == ("ok", 20, 4, 3)
+    got = sorted(json.dumps(json.loads(line), sort_keys=True) for line in dest.read_bytes().splitlines())
+    assert got == sorted(json.dumps(r, sort_keys=True) for r in quote_rows(CONTRACTS, 5))
+    assert res.sha256 == hashlib.sha256(dest.read_bytes()).hexdigest()
+
+
+def test_570_twice_splits_per_strike(rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path) -> None:
+    seen = split_terminal(rsps, put_strikes_570=True)
+    dest = tmp_path / "q.ndjson"
+    res = fetch(make_client(clock), dest, expected_contracts=4, rows_per_contract=5)
+    assert [(p.get("right"), p.get("strike")) for p in seen] == [
+        (None, None), ("call", None), ("put", None), ("put", "17.5"), ("put", "4700"), ("put", "4705"),
+    ]  # fmt: skip
+    strikes_call = next(c for c in rsps.calls if c.request.url.startswith(STRIKES_URL))
+    assert strikes_call.request.params == {"symbol": "SPXW", "expiration": "20240105", "format": "ndjson"}
+    assert (res.rows, res.contracts, res.attempts) == (20, 4, 7)  # 6 history requests + the strike listing
+    rows = [json.loads(line) for line in dest.read_bytes().splitlines()]
+    assert sorted((r["strike"], r["right"], r["timestamp"]) for r in rows) == sorted(
+        (r["strike"], r["right"], r["timestamp"]) for r in quote_rows(CONTRACTS, 5)
+    )
+
+
+def test_570_for_one_contract_is_fatal(
+    rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path
+) -> None:
+    rsps.add(responses.GET, DATA_URL, status=570)
+    rsps.add(responses.GET, STRIKES_URL, body=b'{"strike":4700.0}\n')
+    with pytest.raises(FatalRequestError, match=r"570.*strike=4700"):
+        fetch(make_client(clock), tmp_path / "q.ndjson")
+    assert leftovers(tmp_path) == []
+
+
+# ---------------------------------------------------------------- fatal codes
+
+
+@pytest.mark.parametrize(
+    ("code", "cls", "fix"),
+    [
+        (471, PermissionDenied, "permission denied"),
+        (473, FatalRequestError, "bad parameters"),
+        (475, FatalRequestError, "update the terminal"),
+        (404, FatalRequestError, "update the terminal"),
+        (476, FatalRequestError, "host string mix-up: use the same host"),
+        (478, FatalRequestError, "second terminal logged in.*stop the other terminal"),
+        (418, FatalRequestError, "unexpected status code"),
+    ],
+)
+def test_fatal_codes_fail_fast(
+    code: int, cls: type[Exception], fix: str, rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path
+) -> None:
+    rsps.add(responses.GET, DATA_URL, status=code, body="terminal text")
+    with pytest.raises(cls, match=fix) as err:
+        fetch(make_client(clock), tmp_path / "q.ndjson")
+    url = rsps.calls[0].request.url
+    assert url.startswith(DATA_URL + "?") and url in str(err.value)
+    assert isinstance(err.value, FatalRequestError) and err.value.status == code and err.value.url == url
+    assert f"HTTP {code}" in str(err.value) and "terminal text" in str(err.value)
+    assert len(rsps.calls) == 1 and clock.sleeps == [] and leftovers(tmp_path) == []
+
+
+# ---------------------------------------------------------------- retry bounds
+
+
+def test_retries_exhausted_by_attempts(
+    rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path
+) -> None:
+    rsps.add(responses.GET, DATA_URL, status=500)
+    with pytest.raises(RetriesExhausted) as err:
+        fetch(make_client(clock, max_attempts=4), tmp_path / "q.ndjson")
+    msg = str(err.value)
+    assert DATA_URL in msg and "4 attempts" in msg and "HTTP 500" in msg and "max_attempts=4" in msg
+    assert len(rsps.calls) == 4 and len(clock.sleeps) == 3 and leftovers(tmp_path) == []
+
+
+def test_retries_exhausted_by_total_time(
+    rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path
+) -> None:
+    def slow_500(request: Any) -> tuple[int, dict[str, str], bytes]:
+        clock.now += 4.0  # each request takes 4 s
+        return 500, {}, b"oops"
+
+    rsps.add_callback(responses.GET, DATA_URL, callback=slow_500)
+    with pytest.raises(RetriesExhausted, match="max_total_seconds=30") as err:
+        fetch(make_client(clock, max_attempts=1000, max_total_seconds=30.0), tmp_path / "q.ndjson")
+    assert DATA_URL in str(err.value) and clock.now <= 30.0 + 4.0
+    assert 5 <= len(rsps.calls) <= 8 and leftovers(tmp_path) == []
+
+
+def test_backoff_is_full_jitter_within_bounds() -> None:
+    policy = RetryPolicy(base_delay=0.5, max_delay=30.0)
+    rng = random.Random(1)
+    for retry in range(12):
+        bound = min(30.0, 0.5 * 2**retry)
+        delays = [policy.backoff(retry, rng) for _ in range(300)]
+        assert all(0.0 <= d <= bound for d in delays)
+        assert max(delays) > 0.9 * bound and min(delays) < 0.1 * bound  # spread over the whole range
+    assert 0.0 <= policy.backoff(10_000, rng) <= 30.0
+
+
+def test_backoff_delays_seen_by_client_within_bounds(
+    rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path
+) -> None:
+    rsps.add(responses.GET, DATA_URL, status=429)
+    with pytest.raises(RetriesExhausted):
+        fetch(make_client(clock, max_attempts=9, base_delay=1.0, max_delay=20.0), tmp_path / "q.ndjson")
+    assert len(clock.sleeps) == 8
+    for n, delay in enumerate(clock.sleeps):
+        assert 0.0 <= delay <= min(20.0, 1.0 * 2**n)
+
+
+# ---------------------------------------------------------------- cut-short bodies
+
+
+def test_torn_last_line_is_retried(rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path) -> None:
+    rsps.add(responses.GET, DATA_URL, body=BODY[:-40])
+    rsps.add(responses.GET, DATA_URL, body=BODY)
+    dest = tmp_path / "q.ndjson"
+    res = fetch(make_client(clock), dest, expected_contracts=4)
+    assert res.attempts == 2 and dest.read_bytes() == BODY and res.sha256 == hashlib.sha256(BODY).hexdigest()
+
+
+def test_torn_body_never_left_on_disk(rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path) -> None:
+    rsps.add(responses.GET, DATA_URL, body=BODY[:-1])  # only the final newline is missing
+    with pytest.raises(RetriesExhausted, match="TornBody"):
+        fetch(make_client(clock, max_attempts=3), tmp_path / "q.ndjson")
+    assert len(rsps.calls) == 3 and leftovers(tmp_path) == []
+
+
+def test_connection_reset_mid_stream_is_retried(
+    rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_mod, "CHUNK_SIZE", 64)  # so part of the body is written before the reset
+    rsps.add(responses.GET, DATA_URL, body=Breaking(BODY, len(BODY) // 2))
+    rsps.add(responses.GET, DATA_URL, body=BODY)
+    dest = tmp_path / "q.ndjson"
+    res = fetch(make_client(clock), dest, expected_contracts=4, rows_per_contract=5)
+    assert (res.attempts, res.rows) == (2, 20)
+    assert dest.read_bytes() == BODY and res.sha256 == hashlib.sha256(BODY).hexdigest()
+    assert leftovers(tmp_path) == ["q.ndjson"]
+
+
+def test_connection_reset_mid_stream_never_left_on_disk(
+    rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_mod, "CHUNK_SIZE", 64)
+    for _ in range(2):  # a body object is used up by its attempt: one each
+        rsps.add(responses.GET, DATA_URL, body=Breaking(BODY, 300))
+    with pytest.raises(RetriesExhausted, match="ChunkedEncodingError") as err:
+        fetch(make_client(clock, max_attempts=2), tmp_path / "q.ndjson")
+    assert "2 attempts" in str(err.value) and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "exc", [requests.ConnectionError("refused"), requests.ReadTimeout("read"), requests.ConnectTimeout("c")]
+)
+def test_connection_errors_are_retried(
+    exc: Exception, rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path
+) -> None:
+    rsps.add(responses.GET, DATA_URL, body=exc)
+    rsps.add(responses.GET, DATA_URL, body=BODY)
+    assert fetch(make_client(clock), tmp_path / "q.ndjson").attempts == 2
+
+
+# ---------------------------------------------------------------- bad 200 bodies
+
+
+def _one_row(**change: Any) -> bytes:
+    rows = quote_rows(CONTRACTS, 5)
+    rows[7] = rows[7] | change
+    return ndjson(rows)
+
+
+def _without(key: str) -> bytes:
+    rows = quote_rows(CONTRACTS, 5)
+    del rows[11][key]
+    return ndjson(rows)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"<html><body>Error</body></html>\n", "not NDJSON"),
+        (b"", "empty 200 body"),
+        (_without("ask"), "column 'ask' missing or null in 1 rows"),
+        (_one_row(bid="abc"), "not NDJSON.*bid"),
+        (_one_row(bid_size=1.5), "not NDJSON"),
+        (_one_row(expiration="2024-01-12"), r"expiration \['2024-01-12'\].*2024-01-05"),
+        (_one_row(symbol="SPX"), r"symbol \['SPX'\]"),
+        (_one_row(right="C"), r"right \['C'\]"),
+        (_one_row(timestamp="09:31"), "not a timestamp"),
+        (ndjson(quote_rows(CONTRACTS[:3], 5)), "3 contracts .* 4 listed: cut short"),
+        (ndjson(quote_rows(CONTRACTS, 4)), "16 rows, expected 4 contracts x 5 = 20"),
+        (b"\n", "no rows"),
+    ],
+)
+def test_bad_bodies_fail_with_named_errors(
+    body: bytes, message: str, rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path
+) -> None:
+    rsps.add(responses.GET, DATA_URL, body=body)
+    dest = tmp_path / "q.ndjson"
+    with pytest.raises(BadResponse, match=message) as err:
+        fetch(make_client(clock), dest, expected_contracts=4, rows_per_contract=5)
+    assert type(err.value) is BadResponse and DATA_URL in str(err.value) and "after 3 tries" in str(err.value)
+    assert len(rsps.calls) == 3  # bad_response_attempts
+    assert leftovers(tmp_path) == []
+
+
+def test_bad_body_then_good_body_succeeds(
+    rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path
+) -> None:
+    rsps.add(responses.GET, DATA_URL, body=_one_row(expiration="2024-01-12"))
+    rsps.add(responses.GET, DATA_URL, body=BODY)
+    res = fetch(make_client(clock), tmp_path / "q.ndjson", expected_contracts=4)
+    assert (res.status, res.attempts, res.rows) == ("ok", 2, 20) and len(clock.sleeps) == 1
+
+
+def test_extra_fields_and_iso_or_compact_expiration_accepted(
+    rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path
+) -> None:
+    rows = [r | {"new_vendor_field": [1, 2]} for r in quote_rows(CONTRACTS, 2)]
+    rsps.add(responses.GET, DATA_URL, body=ndjson(rows))
+    res = make_client(clock).fetch_history(QUOTE, DAY, "SPXW", "20240105", "1m", tmp_path / "q.ndjson")
+    assert (res.rows, res.contracts) == (8, 4)
+
+
+def test_replaces_existing_dest_only_on_success(
+    rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path
+) -> None:
+    dest = tmp_path / "q.ndjson"
+    dest.write_bytes(b"old\n")
+    rsps.add(responses.GET, DATA_URL, status=473)
+    with pytest.raises(FatalRequestError):
+        fetch(make_client(clock), dest)
+    assert dest.read_bytes() == b"old\n" and leftovers(tmp_path) == ["q.ndjson"]
+
+
+# ---------------------------------------------------------------- timeouts
+
+
+def test_timeouts_set_on_every_request(
+    rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path
+) -> None:
+    split_terminal(rsps, put_strikes_570=True)
+    rsps.add(responses.GET, STATUS_URL, body="CONNECTED")
+    client = make_client(clock, connect_timeout=3.0, read_timeout=45.0)
+    fetch(client, tmp_path / "q.ndjson")
+    client.status()
+    rsps.add(responses.GET, LIST_URL, status=472)
+    client.list_contracts(DAY, ["SPX", "SPXW"])
+    assert len(rsps.calls) == 9
+    assert all(c.request.req_kwargs["timeout"] == (3.0, 45.0) for c in rsps.calls)
+
+
+# ---------------------------------------------------------------- status and list_contracts
+
+
+def test_status_text_and_unreachable(rsps: responses.RequestsMock, clock: FakeClock) -> None:
+    rsps.add(responses.GET, STATUS_URL, body="CONNECTED\n")
+    client = make_client(clock)
+    assert client.status() == "CONNECTED"
+    rsps.replace(responses.GET, STATUS_URL, body=requests.ConnectionError("refused"))
+    with pytest.raises(TerminalUnreachable, match=re.escape(STATUS_URL)):
+        client.status()
+
+
+def listing_rows() -> list[dict[str, Any]]:
+    rows = []
+    for symbol, expiration, n in (
+        ("SPXW", "2024-01-05", 6),
+        ("SPXW", "2024-01-08", 4),
+        ("SPX", "2024-01-19", 3),
+    ):
+        for i in range(n):
+            rows.append({"symbol": symbol, "expiration": expiration, "strike": 4700.0 + 5 * (i // 2),
+                         "right": ("CALL", "PUT")[i % 2]})  # fmt: skip
+    return rows
+
+
+def test_list_contracts_groups_per_expiration(
+    rsps: responses.RequestsMock, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_mod, "CHUNK_SIZE", 50)  # lines split across chunks
+    rows = listing_rows()
+    rsps.add(responses.GET, LIST_URL, body=ndjson(rows + rows[:2]))  # a repeated row counts once
+    listed = make_client(clock).list_contracts(DAY, ["SPX", "SPXW"], max_dte=30)
+    assert listed == [
+        ListedExpiration("SPX", "2024-01-19", 3),
+        ListedExpiration("SPXW", "2024-01-05", 6),
+        ListedExpiration("SPXW", "2024-01-08", 4),
+    ]
+    assert rsps.calls[0].request.params == {"date": "20240105", "symbol": "SPX,SPXW", "max_dte": "30",
+                                            "format": "ndjson"}  # fmt: skip
+
+
+def test_list_contracts_472_is_none(rsps: responses.RequestsMock, clock: FakeClock) -> None:
+    rsps.add(responses.GET, LIST_URL, status=472)
+    assert make_client(clock).list_contracts(DAY, ["SPX", "SPXW"]) is None
+    assert "max_dte" not in rsps.calls[0].request.params and len(rsps.calls) == 1
+
+
+def test_list_contracts_retries_torn_and_rejects_garbage(
+    rsps: responses.RequestsMock, clock: FakeClock
+) -> None:
+    body = ndjson(listing_rows())
+    rsps.add(responses.GET, LIST_URL, status=500)
+    rsps.add(responses.GET, LIST_URL, body=body[:-5])
+    rsps.add(responses.GET, LIST_URL, body=body)
+    client = make_client(clock)
+    assert sum(x.contracts for x in client.list_contracts(DAY, ["SPX", "SPXW"]) or []) == 13
+    assert len(rsps.calls) == 3
+    rsps.replace(responses.GET, LIST_URL, body=b"<html>hi</html>\n")
+    with pytest.raises(BadResponse, match="contract listing"):
+        client.list_contracts(DAY, ["SPX", "SPXW"])
+
+
+def test_list_contracts_570_splits_per_symbol(rsps: responses.RequestsMock, clock: FakeClock) -> None:
+    rows = listing_rows()
+
+    def listing(request: Any) -> tuple[int, dict[str, str], bytes]:
+        symbol = request.params["symbol"]
+        if "," in symbol:
+            return 570, {}, b""
+        return (
+            (200, {}, ndjson([r for r in rows if r["symbol"] == symbol]))
+            if symbol == "SPXW"
+            else (472, {}, b"")
+        )
+
+    rsps.add_callback(responses.GET, LIST_URL, callback=listing)
+    listed = make_client(clock).list_contracts(DAY, ["SPX", "SPXW"])
+    assert listed == [ListedExpiration("SPXW", "2024-01-05", 6), ListedExpiration("SPXW", "2024-01-08", 4)]
+
+
+# ---------------------------------------------------------------- chunking property
+
+
+class ChunkResponse:
+    """Stands in for a streamed requests.Response whose body arrives in the given chunks."""
+
+    status_code = 200
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self._chunks = chunks
+
+    def __enter__(self) -> ChunkResponse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def iter_content(self, chunk_size: int) -> Iterator[bytes]:
+        yield from self._chunks
+
+
+class ChunkSession:
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+        self.timeouts: list[Any] = []
+
+    def get(self, url: str, **kwargs: Any) -> ChunkResponse:
+        self.timeouts.append(kwargs["timeout"])
+        return ChunkResponse(self.chunks)
+
+
+PROPERTY_BODY = ndjson(quote_rows(CONTRACTS, 6), seed=3)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    cuts=st.lists(st.integers(0, len(PROPERTY_BODY)), max_size=40),
+    block=st.sampled_from([300, 1000, 1 << 20]),
+)
+def test_any_byte_split_validates_the_same(
+    cuts: list[int], block: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ndjson_check, "BLOCK_SIZE", block)  # also vary the validator's line blocks
+    edges = [0, *sorted(cuts), len(PROPERTY_BODY)]
+    chunks = [PROPERTY_BODY[a:b] for a, b in itertools.pairwise(edges)]  # some may be empty
+    session = ChunkSession(chunks)
+    client = ThetaClient(BASE, session=session, sleep=FakeClock().sleep, clock=FakeClock())  # type: ignore[arg-type]
+    dest = tmp_path / "p.ndjson"
+    res = client.fetch_history(QUOTE, DAY, "SPXW", EXP, "1m", dest, expected_contracts=4, rows_per_contract=6)
+    assert (res.rows, res.contracts, res.bytes, res.attempts) == (24, 4, len(PROPERTY_BODY), 1)
+    assert (
+        res.sha256
+        == hashlib.sha256(PROPERTY_BODY).hexdigest()
+        == hashlib.sha256(dest.read_bytes()).hexdigest()
+    )
+    assert session.timeouts == [(5.0, 120.0)]
+
+
+# ---------------------------------------------------------------- the validator alone
+
+
+def test_validator_multi_block_counts_and_long_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ndjson_check, "BLOCK_SIZE", 700)  # lines are ~270 bytes: 2-3 lines a block
+    path = tmp_path / "x.ndjson"
+    path.write_bytes(BODY)
+    expected = ndjson_check.Expected("SPXW", EXP, 4, 5)
+    assert ndjson_check.check_ndjson(path, QUOTE, expected, workers=3) == ndjson_check.Counts(20, 4)
+    path.write_bytes(BODY + b'{"symbol":"' + b"X" * 2000 + b'"}\n')
+    with pytest.raises(BadResponse, match="longer than 700 bytes"):
+        ndjson_check.check_ndjson(path, QUOTE, expected, workers=2)
+
+
+def test_validator_reports_block_offsets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ndjson_check, "BLOCK_SIZE", 1024)
+    path = tmp_path / "x.ndjson"
+    path.write_bytes(_one_row(right="BOTH"))
+    with pytest.raises(BadResponse, match=r"^bytes \d+-\d+: right \['BOTH'\]"):
+        ndjson_check.check_ndjson(path, QUOTE, ndjson_check.Expected("SPXW", EXP))

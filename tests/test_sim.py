@@ -1,0 +1,467 @@
+"""The terminal simulator over real loopback HTTP: paths, formats, chain model, slots and faults."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import subprocess
+import sys
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import requests
+
+from spx_data.datasets import DATASETS
+from spx_data.sim import chain as ch
+from spx_data.sim.faults import FaultPlan, Slots
+from spx_data.sim.server import SimConfig, Simulator, main
+from spx_data.sim.testing import running_simulator
+
+DAY = "20240612"  # a normal Wednesday session
+EARLY = "20241129"  # day after Thanksgiving: closes 13:15
+TIMEOUT = (5, 30)
+
+Factory = Callable[..., Simulator]
+
+
+def get(sim: Simulator, path: str, **params: Any) -> requests.Response:
+    return requests.get(f"{sim.url}/v3{path}", params=params, timeout=TIMEOUT)
+
+
+def quote(sim: Simulator, expiration: str = DAY, day: str = DAY, **params: Any) -> requests.Response:
+    base = {"symbol": "SPXW", "expiration": expiration, "date": day, "interval": "1m", "format": "ndjson"}
+    return get(sim, "/option/history/quote", **(base | params))
+
+
+def ndjson(text: str) -> list[dict[str, Any]]:
+    assert text.endswith("\n")
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_status_and_stats(simulator: Factory) -> None:
+    sim = simulator()
+    r = get(sim, "/terminal/mdds/status")
+    assert (r.status_code, r.text, r.headers["Content-Type"]) == (200, "CONNECTED", "text/plain")
+    assert get(sim, "/option/history/nope").status_code == 404
+    stats = requests.get(f"{sim.url}/sim/stats", timeout=TIMEOUT).json()
+    assert stats["requests"] == 3 and stats["statuses"] == {"200": 1, "404": 1}
+    assert sim.stats["faults"]["500"] == 0
+
+
+@pytest.mark.parametrize(
+    ("day", "status"),
+    [("20240612", 200), ("20240704", 472), ("20240615", 472), ("20250109", 472), ("20240613", 472)],
+    ids=["session", "holiday", "weekend", "closure-2025-01-09", "configured-no-data"],
+)
+def test_listing_statuses(simulator: Factory, day: str, status: int) -> None:
+    sim = simulator(no_data_days=("2024-06-13",))
+    r = get(sim, "/option/list/contracts/quote", date=day, symbol="SPX,SPXW", format="csv")
+    assert r.status_code == status
+    if status == 472:
+        assert r.headers["Content-Type"] == "text/plain" and r.text.startswith("NO_DATA")
+        return
+    lines = r.text.split("\r\n")
+    assert lines[0] == "symbol,expiration,strike,right" and lines[-1] == ""
+    expected = ch.Chain("tiny").listing(dt.date(2024, 6, 12))
+    assert expected is not None and sum(n for *_, n in expected) == len(lines) - 2
+    assert {tuple(line.split(",")[:2]) for line in lines[1:-1]} == {(s, e) for s, e, _ in expected}
+    assert ("SPXW", "2024-06-12") in {(s, e) for s, e, _ in expected}  # 0DTE listed on its own day
+
+
+def test_tiny_chain_is_tiny_and_has_both_symbols() -> None:
+    listed = ch.Chain("tiny").listing(dt.date(2024, 6, 12))
+    assert listed is not None and len(listed) <= 4
+    assert sum(n for *_, n in listed) <= 100
+    assert {s for s, *_ in listed} == {"SPX", "SPXW"}
+
+
+def test_full_chain_listing_size() -> None:
+    chain = ch.Chain("full", seed=0)
+    for day in (dt.date(2023, 3, 15), dt.date(2024, 6, 12), dt.date(2025, 10, 15), dt.date(2026, 3, 2)):
+        listed = chain.listing(day)
+        assert listed is not None
+        assert 55 <= len(listed) <= 85, (day, len(listed))
+        assert 20_000 <= sum(n for *_, n in listed) <= 35_000, day
+        # a third Friday appears under both symbols; the 0DTE chain is the largest kind
+        assert any(s == "SPX" for s, *_ in listed) and any(s == "SPXW" for s, *_ in listed)
+        zero_dte = [n for s, e, n in listed if e == day.isoformat() and s == "SPXW"]
+        assert zero_dte and 500 <= zero_dte[0] <= 900
+
+
+def test_full_chain_listing_over_http(simulator: Factory) -> None:
+    sim = simulator(chain="full")
+    r = get(sim, "/option/list/contracts/quote", date=DAY, symbol="SPX,SPXW", format="ndjson")
+    rows = ndjson(r.text)
+    expirations = {(row["symbol"], row["expiration"]) for row in rows}
+    assert 55 <= len(expirations) <= 85 and 20_000 <= len(rows) <= 35_000
+    third_friday = "2024-06-21"
+    assert ("SPX", third_friday) in expirations and ("SPXW", third_friday) in expirations
+    r = get(sim, "/option/list/contracts/quote", date=DAY, symbol="SPXW", max_dte="7", format="ndjson")
+    # 2024-06-19 (Juneteenth) was a holiday: no daily that day
+    want = {"2024-06-12", "2024-06-13", "2024-06-14", "2024-06-17", "2024-06-18"}
+    assert {row["expiration"] for row in ndjson(r.text)} == want
+
+
+def test_holiday_expiration_moves_to_previous_session() -> None:
+    # 2025-04-18 was Good Friday and the third Friday of April: the monthly expires Thursday 04-17.
+    listed = ch.Chain("full").expirations(dt.date(2025, 4, 1), "SPX")
+    assert listed is not None and dt.date(2025, 4, 17) in listed and dt.date(2025, 4, 18) not in listed
+    # before 2022 the dailies are Mon/Wed/Fri only
+    old = ch.Chain("full").expirations(dt.date(2021, 6, 14), "SPXW") or ()
+    assert {d.weekday() for d in old if d <= dt.date(2021, 6, 30)} == {0, 2, 4}
+
+
+@pytest.mark.parametrize(("day", "rows", "last"), [(DAY, 391, "16:00:00"), (EARLY, 226, "13:15:00")])
+def test_rows_per_contract(simulator: Factory, day: str, rows: int, last: str) -> None:
+    sim = simulator()
+    expiration = (ch.Chain("tiny").expirations(ch._as_date(day), "SPXW") or ())[0].strftime("%Y%m%d")
+    data = ndjson(quote(sim, expiration, day).text)
+    per_contract = Counter((d["strike"], d["right"]) for d in data)
+    assert set(per_contract.values()) == {rows} and len(per_contract) == 20
+    times = sorted({d["timestamp"] for d in data})
+    iso = ch._as_date(day).isoformat()
+    assert times[0] == f"{iso}T09:30:00" and times[-1] == f"{iso}T{last}" and len(times) == rows
+
+
+def test_csv_has_header_and_crlf(simulator: Factory) -> None:
+    sim = simulator()
+    r = quote(sim, format="csv")
+    assert r.headers["Content-Type"] == "text/csv"
+    assert r.content.endswith(b"\r\n") and r.content.count(b"\r\n") == r.content.count(b"\n") == 1 + 20 * 391
+    header, first = r.text.split("\r\n")[:2]
+    assert header.split(",") == list(DATASETS["quote"].column_names)
+    assert re.fullmatch(r"SPXW,2024-06-12,\d+\.000,(CALL|PUT),2024-06-12T09:30:00,.*", first)
+
+
+def test_ndjson_key_order_varies_but_values_parse(simulator: Factory) -> None:
+    sim = simulator()
+    a, b = quote(sim, right="call"), quote(sim, right="put")
+    keys_a = list(json.loads(a.text.split("\n", 1)[0]))
+    keys_b = list(json.loads(b.text.split("\n", 1)[0]))
+    assert keys_a != keys_b and sorted(keys_a) == sorted(keys_b) == sorted(DATASETS["quote"].column_names)
+    assert {row["right"] for row in ndjson(a.text)} == {"CALL"} and {
+        row["right"] for row in ndjson(b.text)
+    } == {"PUT"}
+
+
+def test_values_match_pure_history_table(simulator: Factory) -> None:
+    sim = simulator()
+    params = {"symbol": "SPXW", "expiration": DAY, "date": DAY, "interval": "5m", "format": "ndjson"}
+    rows = ndjson(get(sim, "/option/history/greeks/first_order", **params).text)
+    table = ch.Chain("tiny").history_table("greeks_first_order", DAY, "SPXW", DAY, "5m")
+    assert table is not None and table.schema == DATASETS["greeks_first_order"].arrow_schema()
+    assert table.num_rows == len(rows) == 20 * 79
+    got = sorted((r["strike"], r["right"], r["timestamp"], r["bid"], r["delta"], r["iv_error"]) for r in rows)
+    edt = dt.timedelta(hours=4)  # archive timestamps are tz-aware; June wall clock is UTC-4
+    wall = [(t - edt).isoformat() for t in table["timestamp"].cast(pa.timestamp("ms")).to_pylist()]
+    columns = [table[c].to_pylist() for c in ("strike", "right")] + [wall]
+    columns += [table[c].to_pylist() for c in ("bid", "delta", "iv_error")]
+    want = sorted((float(k), *rest) for k, *rest in zip(*columns, strict=True))
+    assert got == want
+    # the first row of some contracts is all zeros, with iv_error 100
+    first = [r for r in rows if r["timestamp"].endswith("T09:30:00")]
+    zero = [r for r in first if r["bid"] == 0 and r["ask"] == 0]
+    assert zero and all(r["iv_error"] == 100 and r["delta"] == 0 for r in zero)
+    assert len(zero) < len(first)
+
+
+def test_value_formats(simulator: Factory) -> None:
+    sim = simulator()
+    text = get(sim, "/option/history/greeks/first_order", symbol="SPXW", expiration=DAY, date=DAY,
+               interval="1m", format="csv").text  # fmt: skip
+    lines = text.split("\r\n")[1:-1]
+    cols = DATASETS["greeks_first_order"].column_names
+    cells = dict(zip(cols, zip(*(line.split(",") for line in lines), strict=True), strict=True))
+    assert all(re.fullmatch(r"\d+\.\d{3}", v) for v in cells["strike"])
+    assert all(re.fullmatch(r"\d+\.\d{2}", v) for v in cells["bid"] + cells["underlying_price"])
+    assert all(re.fullmatch(r"-?\d+\.\d{4}", v) for v in cells["delta"] + cells["theta"])
+    assert all(re.fullmatch(r"2024-06-12T\d\d:\d\d:00", v) for v in cells["timestamp"])
+    stamps = cells["underlying_timestamp"]
+    assert all(re.fullmatch(r"2024-06-12T\d\d:\d\d:\d\d(\.\d{3})?", v) for v in stamps)
+    assert not any(v.endswith(".000") for v in stamps) and any("." in v for v in stamps)
+    assert any(v.startswith("-") for v in cells["delta"])
+
+
+@pytest.mark.parametrize("dataset", ["open_interest", "eod"])
+def test_one_row_per_contract_datasets(simulator: Factory, dataset: str) -> None:
+    sim = simulator()
+    ds = DATASETS[dataset]
+    dates = {"start_date": DAY, "end_date": DAY} if ds.date_range_params else {"date": DAY}
+    rows = ndjson(get(sim, ds.endpoint, symbol="SPXW", expiration="*", format="ndjson", **dates).text)
+    listed = [x for x in ch.Chain("tiny").listing(dt.date(2024, 6, 12)) or () if x[0] == "SPXW"]
+    assert len(rows) == sum(n for *_, n in listed)
+    assert len({(r["expiration"], r["strike"], r["right"]) for r in rows}) == len(rows)
+    stamp = rows[0]["timestamp" if dataset == "open_interest" else "created"]
+    assert stamp.startswith("2024-06-12T06:30:" if dataset == "open_interest" else "2024-06-12T17:15:")
+
+
+def test_every_dataset_serves_its_exact_columns(simulator: Factory) -> None:
+    sim = simulator()
+    for ds in DATASETS.values():
+        params = {"symbol": "SPX", "expiration": "20240621", "format": "ndjson", "interval": "1h"}
+        params |= {"start_date": DAY, "end_date": DAY} if ds.date_range_params else {"date": DAY}
+        rows = ndjson(get(sim, ds.endpoint, **params).text)
+        assert rows and all(set(r) == set(ds.column_names) for r in rows), ds.name
+
+
+def test_json_format_is_parallel_arrays(simulator: Factory) -> None:
+    sim = simulator()
+    body = quote(sim, format="json", interval="1h").json()
+    assert list(body) == list(DATASETS["quote"].column_names)
+    assert {len(v) for v in body.values()} == {20 * 7} and set(body["symbol"]) == {"SPXW"}
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/option/history/greeks/first_order", {"expiration": "*"}),
+        ("/option/history/ohlc", {"expiration": "*"}),
+        ("/option/history/quote", {"interval": "2m"}),
+        ("/option/history/quote", {"date": "2024-13-45"}),
+        ("/option/history/quote", {"right": "sideways"}),
+        ("/option/history/quote", {"format": "xml"}),
+        ("/option/history/quote", {"symbol": ""}),
+    ],
+)
+def test_invalid_params_get_473(simulator: Factory, path: str, params: dict[str, str]) -> None:
+    sim = simulator()
+    base = {"symbol": "SPXW", "expiration": DAY, "date": DAY, "interval": "1m", "format": "ndjson"}
+    r = get(sim, path, **(base | params))
+    assert r.status_code == 473 and r.text.startswith("INVALID_PARAMS")
+
+
+@pytest.mark.parametrize(
+    ("expiration", "params"),
+    [("20240628", {}), ("20240611", {}), (DAY, {"symbol": "NDX"}), (DAY, {"strike": "1.5"})],
+    ids=["not-yet-listed", "expired", "unknown-symbol", "no-such-strike"],
+)
+def test_no_data_gets_472(simulator: Factory, expiration: str, params: dict[str, str]) -> None:
+    r = quote(simulator(), expiration, **params)
+    assert r.status_code == 472 and r.text.startswith("NO_DATA")
+
+
+def test_same_request_same_bytes_and_seed_matters(simulator: Factory) -> None:
+    a, b = simulator(seed=7), simulator(seed=7)
+    first, again, other = quote(a).content, quote(a).content, quote(b).content
+    assert first == again == other and len(first) > 100_000
+    assert quote(simulator(seed=8)).content != first
+
+
+def test_filters_keep_values(simulator: Factory) -> None:
+    sim = simulator()
+    whole = ndjson(quote(sim).text)
+    strike = whole[0]["strike"]
+    one = ndjson(
+        quote(sim, right="call", strike=f"{strike:g}", start_time="10:00:00", end_time="10:05:00").text
+    )
+    assert len(one) == 6 and {r["strike"] for r in one} == {strike}
+    index = {(r["strike"], r["right"], r["timestamp"]): r for r in whole}
+    assert all(index[(r["strike"], r["right"], r["timestamp"])] == r for r in one)
+
+
+def test_large_request_gets_570_then_splits_succeed(simulator: Factory) -> None:
+    sim = simulator(large_request_rows=391 * 8)
+    assert quote(sim).status_code == 570  # 20 contracts x 391
+    assert quote(sim, right="call").status_code == 570  # 10 contracts
+    listing = quote(sim, right="call", strike="*", interval="1h", format="csv").text.split("\r\n")[1:-1]
+    strikes = sorted({line.split(",")[2] for line in listing})
+    ok = [quote(sim, right="call", strike=s) for s in strikes]
+    assert all(r.status_code == 200 for r in ok) and sum(len(ndjson(r.text)) for r in ok) == 10 * 391
+    assert sim.stats["faults"]["570"] == 2
+
+
+def test_list_endpoints(simulator: Factory) -> None:
+    sim = simulator(today=dt.date(2024, 6, 12))
+    exps = ndjson(get(sim, "/option/list/expirations", symbol="SPXW", format="ndjson").text)
+    values = [e["expiration"] for e in exps]
+    assert values == sorted(values) and values[0] == "2012-06-01" and "2024-06-12" in values
+    strikes = ndjson(get(sim, "/option/list/strikes", symbol="SPXW", expiration=DAY, format="ndjson").text)
+    assert len(strikes) >= 10 and all(isinstance(s["strike"], float) for s in strikes)
+    dates = get(sim, "/option/list/dates/quote", symbol="SPXW", expiration=DAY).text.split("\r\n")
+    assert dates[0] == "date" and dates[-2] == "2024-06-12" and "2024-06-08" not in dates
+    assert get(sim, "/option/list/strikes", symbol="SPXW", expiration="*").status_code == 473
+
+
+@pytest.mark.parametrize(
+    ("day", "row"),
+    [
+        ("20241129", {"type": "early_close", "open": "09:30:00", "close": "13:15:00"}),
+        ("20240612", {"type": "open", "open": "09:30:00", "close": "16:00:00"}),
+        ("20240704", {"type": "full_close", "open": None, "close": None}),
+        ("20240615", {"type": "weekend", "open": None, "close": None}),
+    ],
+)
+def test_calendar_on_date(simulator: Factory, day: str, row: dict[str, Any]) -> None:
+    r = get(simulator(), "/calendar/on_date", date=day, format="ndjson")
+    assert json.loads(r.text) == row
+
+
+def _burst(sim: Simulator, n: int) -> list[int]:
+    codes: list[int] = []
+    lock = threading.Lock()
+
+    def one(i: int) -> None:
+        r = get(sim, "/option/list/contracts/quote", date=DAY, symbol="SPXW", i=str(i))
+        with lock:
+            codes.append(r.status_code)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return codes
+
+
+def test_slots_queue_and_429(simulator: Factory) -> None:
+    sim = simulator(tier=1, queue=2, fault_rates={"stall": 1.0}, stall_seconds=0.4)
+    codes = _burst(sim, 7)
+    assert sorted(codes) == [200] * 3 + [429] * 4
+    stats = sim.stats
+    assert stats["faults"]["queue_full"] == 4 and stats["peak_active"] == 1 and stats["peak_waiting"] == 2
+
+
+def test_slots_unit() -> None:
+    slots = Slots(1, 0)
+    assert slots.acquire() and not slots.acquire()
+    slots.release()
+    assert slots.acquire()
+
+
+STATUS_CLASSES = {"429": 429, "500": 500, "474": 474, "571": 571}
+
+
+def _outcome(sim: Simulator, i: int) -> str:
+    try:
+        r = requests.get(f"{sim.url}/v3/option/history/quote", timeout=TIMEOUT, params={
+            "symbol": "SPXW", "expiration": DAY, "date": DAY, "interval": "1h", "format": "ndjson", "i": i,
+        })  # fmt: skip
+    except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError):
+        return "drop"
+    if r.status_code != 200:
+        return str(r.status_code)
+    return "ok" if r.text.endswith("\n") else "torn"
+
+
+@pytest.mark.parametrize("cls", ["429", "500", "474", "571", "drop", "torn", "stall"])
+def test_fault_rates_and_determinism(simulator: Factory, cls: str) -> None:
+    config = {"fault_rates": {cls: 0.3}, "seed": 3, "disconnect_seconds": 0, "starting_seconds": 0,
+              "stall_seconds": 0}  # fmt: skip
+    a, b = simulator(**config), simulator(**config)
+    n = 120
+    outcomes = [_outcome(a, i) for i in range(n)]
+    assert outcomes == [_outcome(b, i) for i in range(n)]  # same seed, same faults
+    fired = a.stats["faults"][cls]
+    assert 0.17 * n <= fired <= 0.43 * n, fired
+    expected = "ok" if cls == "stall" else cls
+    assert outcomes.count(expected) == (n if cls == "stall" else fired)
+    plan = FaultPlan(3, {cls: 0.3}, 0, 0)
+    assert sum(plan.fires(cls, f"x{i}", 0) for i in range(2000)) == pytest.approx(600, abs=90)
+
+
+def test_retry_of_the_same_request_is_a_new_draw(simulator: Factory) -> None:
+    sim = simulator(fault_rates={"500": 0.5}, seed=1)
+    codes = [quote(sim, interval="1h").status_code for _ in range(20)]
+    assert 200 in codes and 500 in codes
+
+
+def test_disconnect_window_flips_status(simulator: Factory) -> None:
+    sim = simulator(fault_rates={"474": 1.0}, disconnect_seconds=30)
+    assert quote(sim).status_code == 474
+    assert get(sim, "/terminal/mdds/status").text == "DISCONNECTED"
+    calm = simulator()
+    calm.disconnect(30)
+    assert get(calm, "/terminal/mdds/status").text == "DISCONNECTED"
+    assert get(calm, "/option/list/contracts/quote", date=DAY).status_code == 474
+    assert get(calm, "/calendar/on_date", date=DAY).status_code == 200  # not behind the link
+    calm.disconnect(0)
+    assert get(calm, "/terminal/mdds/status").text == "CONNECTED"
+    assert quote(calm).status_code == 200
+    calm.starting(30)
+    assert quote(calm).status_code == 571
+
+
+def test_dropped_connection_is_a_client_error(simulator: Factory) -> None:
+    sim = simulator(fault_rates={"drop": 1.0})
+    with pytest.raises((requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError)):
+        quote(sim)
+    with requests.get(f"{sim.url}/v3/option/history/quote", stream=True, timeout=TIMEOUT, params={
+        "symbol": "SPXW", "expiration": DAY, "date": DAY, "interval": "1m", "format": "ndjson", "x": "1",
+    }) as r:  # fmt: skip
+        got = bytearray()
+        with pytest.raises(requests.exceptions.ChunkedEncodingError):
+            for part in r.iter_content(1 << 16):
+                got += part
+    assert 0 < len(got) < len(quote(simulator()).content)
+
+
+def test_torn_last_line(simulator: Factory) -> None:
+    sim, clean = simulator(fault_rates={"torn": 1.0}), simulator()
+    torn, whole = quote(sim).content, quote(clean).content
+    assert not torn.endswith(b"\n") and whole.startswith(torn) and len(whole) - len(torn) < 200
+    last = torn.rsplit(b"\n", 1)[1]
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(last)
+    csv_torn = quote(sim, format="csv").content
+    assert not csv_torn.endswith(b"\r\n")
+
+
+def test_running_simulator_and_cli_parse() -> None:
+    with running_simulator(chain="tiny", seed=2) as sim:
+        assert get(sim, "/terminal/mdds/status").text == "CONNECTED"
+    with pytest.raises(ValueError, match="fault class"):
+        SimConfig(fault_rates={"boom": 0.1})
+    with pytest.raises(SystemExit):
+        main(["--fault-rate", "boom=0.1"])
+
+
+def test_cli_serves_until_terminated() -> None:
+    cmd = [
+        sys.executable,
+        "-m",
+        "spx_data.sim.server",
+        "--chain",
+        "tiny",
+        "--port",
+        "0",
+        "--fault-rate",
+        "500=0",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        banner = proc.stdout.readline()  # type: ignore[union-attr]
+        url = re.search(r"(http://127\.0\.0\.1:\d+)/v3", banner)
+        assert url, banner
+        assert requests.get(f"{url[1]}/v3/terminal/mdds/status", timeout=TIMEOUT).text == "CONNECTED"
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and json.loads(out.splitlines()[-1])["requests"] == 1
+
+
+def test_module_level_functions() -> None:
+    assert ch.listing("2024-07-04") is None
+    listed = ch.listing("20240612", ["SPXW"], max_dte=0, chain="small", seed=0)
+    assert listed == [("SPXW", "2024-06-12", 80)]
+    table = ch.history_table("open_interest", "2024-06-12", "SPXW", "*", chain="small")
+    assert table is not None and table.num_rows == sum(
+        n for *_, n in ch.listing("2024-06-12", ["SPXW"], chain="small") or ()
+    )
+    with pytest.raises(ValueError, match="dataset"):
+        ch.history_table("trades", "2024-06-12", "SPXW", "*")
+
+
+def test_counter_hash_is_order_independent() -> None:
+    chain = ch.Chain("tiny")
+    day = dt.date(2024, 6, 12)
+    full = chain.history_table("quote", day, "SPXW", day, "1m")
+    puts = chain.history_table("quote", day, "SPXW", day, "1m", right="put")
+    assert full is not None and puts is not None
+    mask = np.asarray(full["right"].cast(pa.string())) == "PUT"
+    assert full.filter(pa.array(mask)).to_pylist() == puts.to_pylist()
