@@ -126,5 +126,6 @@ def dry_run_jobs(output: str) -> dict[str, int]:
         parts = line.split()
         if len(parts) != 2 or not parts[1].isdigit():
             break
-        jobs[parts[0]] = int(parts[1])
+        if parts[0] != "total":
+            jobs[parts[0]] = int(parts[1])
     return jobs

@@ -238,6 +238,21 @@ def test_571_waits_within_starting_bounds(
     assert all(30.0 <= s <= 120.0 for s in clock.sleeps) and clock.sleeps[0] != clock.sleeps[1]
 
 
+def test_571_waits_do_not_spend_attempts_but_stop_at_the_deadline(
+    rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path
+) -> None:
+    policy = {"max_attempts": 2, "starting_wait": (1.0, 2.0), "max_total_seconds": 60.0}
+    for _ in range(5):  # a restart outlasting max_attempts is waited out
+        rsps.add(responses.GET, DATA_URL, status=571, body="SERVER_STARTING")
+    rsps.add(responses.GET, DATA_URL, body=BODY)
+    assert fetch(make_client(clock, **policy), tmp_path / "q.ndjson").attempts == 6
+    rsps.reset()
+    rsps.add(responses.GET, DATA_URL, status=571, body="SERVER_STARTING")  # a terminal that never starts
+    with pytest.raises(RetriesExhausted, match="max_total_seconds=60"):
+        fetch(make_client(clock, **policy), tmp_path / "r.ndjson")
+    assert not (tmp_path / "r.ndjson").exists()
+
+
 # ---------------------------------------------------------------- 570 splits
 
 

@@ -351,7 +351,7 @@ def _outcome(sim: Simulator, i: int) -> str:
 
 @pytest.mark.parametrize("cls", ["429", "500", "474", "571", "drop", "torn", "stall"])
 def test_fault_rates_and_determinism(simulator: Factory, cls: str) -> None:
-    config = {"fault_rates": {cls: 0.3}, "seed": 3, "disconnect_seconds": 0, "starting_seconds": 0,
+    config = {"fault_rates": {cls: 0.3}, "fault_seed": 3, "disconnect_seconds": 0, "starting_seconds": 0,
               "stall_seconds": 0}  # fmt: skip
     a, b = simulator(**config), simulator(**config)
     n = 120
@@ -366,7 +366,7 @@ def test_fault_rates_and_determinism(simulator: Factory, cls: str) -> None:
 
 
 def test_retry_of_the_same_request_is_a_new_draw(simulator: Factory) -> None:
-    sim = simulator(fault_rates={"500": 0.5}, seed=1)
+    sim = simulator(fault_rates={"500": 0.5}, fault_seed=1)
     codes = [quote(sim, interval="1h").status_code for _ in range(20)]
     assert 200 in codes and 500 in codes
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import subprocess
 from collections.abc import Callable
@@ -13,6 +14,7 @@ import pytest
 from helpers import DEMO_RANGE, Project, dry_run_jobs
 
 from spx_data import listing
+from spx_data.checksum import read_sidecar
 from spx_data.sim.faults import FAULT_CLASSES
 from spx_data.sim.server import Simulator
 from spx_data.sim.testing import running_simulator
@@ -99,7 +101,7 @@ def test_every_fault_class_leaves_a_byte_identical_archive(
     baseline: Project, simulator: Callable[..., Simulator], tmp_path: Path
 ) -> None:
     sim = simulator(
-        chain="tiny", seed=0, fault_rates={c: 0.08 for c in FAULT_CLASSES}, large_request_rows=2000,
+        chain="tiny", fault_seed=5, fault_rates={c: 0.08 for c in FAULT_CLASSES}, large_request_rows=2000,
         stall_seconds=2.5, disconnect_seconds=0.3, starting_seconds=0.3,
     )  # fmt: skip
     project = Project(tmp_path, sim.url)
@@ -116,7 +118,7 @@ def test_every_fault_class_leaves_a_byte_identical_archive(
 def test_kill_9_at_several_points_then_rerun_incomplete(
     baseline: Project, simulator: Callable[..., Simulator], tmp_path: Path
 ) -> None:
-    sim = simulator(chain="tiny", seed=1, fault_rates={"stall": 0.05, "500": 0.05}, stall_seconds=0.5)
+    sim = simulator(chain="tiny", fault_seed=1, fault_rates={"stall": 0.05, "500": 0.05}, stall_seconds=0.5)
     project = Project(tmp_path, sim.url)
     project.write_config(*SHORT_RANGE)
     for seconds in (1.5, 3.0, 4.5):
@@ -124,6 +126,9 @@ def test_kill_9_at_several_points_then_rerun_incomplete(
         # Whatever exists under a final name is complete: every parquet opens and matches its sidecar.
         for parquet in project.archive.rglob("*.parquet"):
             pq.read_metadata(parquet)
+            sidecar = parquet.with_name(parquet.name + ".sha256")
+            if sidecar.exists():
+                assert read_sidecar(sidecar)[0] == hashlib.sha256(parquet.read_bytes()).hexdigest()
         project.snakemake("--unlock")
     project.snakemake("--rerun-incomplete")
     assert project.archive_digests() == subset(baseline.archive_digests(), *SHORT_RANGE)

@@ -224,18 +224,21 @@ class ThetaClient:
     ) -> tuple[int, T | None]:
         """One logical GET, retried through transient failures: (200, consume(body)), (472|570, None)."""
         full = _full_url(url, params)
-        attempt = 0
+        attempt = failures = 0
         while True:
             attempt += 1
             budget.requests += 1
             result = self._attempt(url, params, full, consume)
             if not isinstance(result, _Retry):
                 return result
-            if attempt >= self._policy.max_attempts:
+            # A terminal that is starting or reconnecting says nothing about this request: those waits
+            # are bounded by time (starting_wait, disconnected_max_wait, the budget), not by attempts.
+            failures += result.wait == "backoff"
+            if failures >= self._policy.max_attempts:
                 raise budget.exhausted(
                     full, result.cause, attempt, f"max_attempts={self._policy.max_attempts}"
                 )
-            self._wait(result, attempt, full, budget)
+            self._wait(result, failures, full, budget)
 
     def _attempt(
         self, url: str, params: dict[str, str], full: str, consume: Callable[[requests.Response], T]
@@ -258,14 +261,14 @@ class ThetaClient:
         except _RETRYABLE as exc:
             return _Retry(f"{type(exc).__name__}: {exc}", "backoff")
 
-    def _wait(self, retry: _Retry, attempt: int, full: str, budget: Budget) -> None:
+    def _wait(self, retry: _Retry, failures: int, full: str, budget: Budget) -> None:
         policy = self._policy
         if retry.wait == "disconnected":
-            self._await_connected(retry.cause, attempt, full, budget)
+            self._await_connected(retry.cause, failures, full, budget)
         elif retry.wait == "starting":
-            budget.wait(self._rng.uniform(*policy.starting_wait), full, retry.cause, attempt)
+            budget.wait(self._rng.uniform(*policy.starting_wait), full, retry.cause, failures)
         else:
-            budget.wait(policy.backoff(attempt - 1, self._rng), full, retry.cause, attempt)
+            budget.wait(policy.backoff(failures - 1, self._rng), full, retry.cause, failures)
 
     def _await_connected(self, cause: str, attempt: int, full: str, budget: Budget) -> None:
         """474: poll the status endpoint until CONNECTED, bounded by disconnected_max_wait and the budget."""

@@ -181,8 +181,17 @@ def _check_url(url: str, allow_remote: bool) -> str:
     return url.rstrip("/")
 
 
-def _check_writable(key: str, path: Path) -> Path:
-    probe = path
+def _check_writable(key: str, path: Path, is_file: bool = False) -> Path:
+    if path.exists():
+        if is_file and path.is_file():
+            if not os.access(path, os.W_OK):
+                raise ConfigError(f"{key} {path}: not writable (the file is read-only)")
+            return path
+        if not is_file and not path.is_dir():
+            raise ConfigError(f"{key} {path}: not a folder")
+        if is_file:
+            raise ConfigError(f"{key} {path}: not a file")
+    probe = path if path.exists() else path.parent
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
@@ -222,7 +231,10 @@ def load(raw: Mapping[str, Any], base: Path | None = None, today: dt.datetime | 
             f"{retry['starting_wait_max']}"
         )
     base = base or Path()
-    paths = {k: _check_writable(k, base / doc[k]) for k in ("archive_dir", "work_dir", "ledger_path")}
+    paths = {
+        k: _check_writable(k, base / doc[k], k == "ledger_path")
+        for k in ("archive_dir", "work_dir", "ledger_path")
+    }
     return Config(
         start=start,
         end=end,

@@ -48,7 +48,8 @@ REASONS = {
 @dataclass(frozen=True)
 class SimConfig:
     chain: str = "tiny"  # tiny | small | medium | full (see chain.SIZES)
-    seed: int = 0
+    seed: int = 0  # the market data; faults draw from fault_seed so they never change the data
+    fault_seed: int = 0
     tier: int = 4  # concurrent requests: 1 free, 2 value, 4 standard, 8 pro
     queue: int = 16  # requests waiting for a slot before 429
     fault_rates: Mapping[str, float] = field(default_factory=dict)  # class -> 0..1, see faults.FAULT_CLASSES
@@ -67,8 +68,8 @@ class SimConfig:
             raise ValueError(f"chain {self.chain!r}: not one of {', '.join(ch.SIZES)}")
         if self.tier not in TIERS:
             raise ValueError(f"tier {self.tier}: not one of {', '.join(map(str, TIERS))}")
-        if self.queue < 0 or self.block_rows < 1 or self.seed < 0:
-            raise ValueError("queue and seed must be >= 0, block_rows >= 1")
+        if self.queue < 0 or self.block_rows < 1 or min(self.seed, self.fault_seed) < 0:
+            raise ValueError("queue, seed and fault_seed must be >= 0, block_rows >= 1")
         object.__setattr__(self, "fault_rates", check_rates(self.fault_rates))
         days = tuple(d if isinstance(d, dt.date) else ch._as_date(str(d)) for d in self.no_data_days)
         object.__setattr__(self, "no_data_days", days)
@@ -501,7 +502,7 @@ class Simulator:
         self.config = replace(config or SimConfig(), **overrides)
         self.routes = Routes(self.config)
         self.faults = FaultPlan(
-            self.config.seed,
+            self.config.fault_seed,
             self.config.fault_rates,
             self.config.disconnect_seconds,
             self.config.starting_seconds,
@@ -581,7 +582,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=25503)
     p.add_argument("--chain", choices=list(ch.SIZES), default="full", help="chain size (default: full)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="market data seed")
+    p.add_argument("--fault-seed", type=int, default=0, help="fault decisions seed")
     p.add_argument("--tier", type=int, choices=sorted(TIERS), default=4, help="concurrent requests")
     p.add_argument("--queue", type=int, default=16, help="requests waiting for a slot before 429")
     p.add_argument("--faults", type=float, default=0.0, metavar="RATE", help="rate of every fault class")
@@ -599,7 +601,8 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     rates = dict.fromkeys(FAULT_CLASSES, args.faults) if args.faults else {}
     rates.update(dict(args.fault_rate))
     return SimConfig(
-        chain=args.chain, seed=args.seed, tier=args.tier, queue=args.queue, fault_rates=rates,
+        chain=args.chain, seed=args.seed, fault_seed=args.fault_seed, tier=args.tier, queue=args.queue,
+        fault_rates=rates,
         no_data_days=tuple(ch._as_date(d) for d in args.no_data_day),
         large_request_rows=args.large_request_rows or None, stall_seconds=args.stall_seconds,
         disconnect_seconds=args.disconnect_seconds, starting_seconds=args.starting_seconds,
@@ -622,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
     shown = {
         f.name: getattr(config, f.name)
         for f in fields(config)
-        if f.name in ("chain", "seed", "tier", "queue")
+        if f.name in ("chain", "seed", "fault_seed", "tier", "queue")
     }
     print(f"spx-data simulator serving {sim.url}{API} ({shown}); Ctrl-C stops", flush=True)
     try:
