@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from helpers import DEMO_RANGE, Project
 
 from spx_data.sim.server import SimConfig, Simulator
+from spx_data.sim.testing import running_simulator
 
 
 @pytest.fixture
@@ -24,3 +27,23 @@ def simulator() -> Iterator[Callable[..., Simulator]]:
     yield start
     for sim in started:
         sim.stop()
+
+
+@pytest.fixture(scope="session")
+def baseline(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """A clean, fault-free archive of the demo range, built once and shared by all xdist workers.
+
+    Read-only: tests that change files work on `baseline.copy(...)`. Its terminal is gone after the
+    build; tests that fetch start their own simulator (same data, any seed of faults)."""
+    shared = tmp_path_factory.getbasetemp().parent  # common to every worker of this pytest run
+    project = Project(shared / "baseline", "http://127.0.0.1:9")
+    with open(shared / "baseline.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "baseline.done").exists():
+            project.root.mkdir(exist_ok=True)
+            with running_simulator(chain="tiny") as sim:
+                project.url = sim.url
+                project.write_config(*DEMO_RANGE)
+                project.snakemake()
+            (shared / "baseline.done").touch()
+    return project

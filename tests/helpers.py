@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -78,6 +79,18 @@ class Project:
                 f"{proc.stderr[-6000:]}"
             )
         return proc
+
+    def copy(self, root: Path, url: str) -> Project:
+        """The same project under `root` (archive, listings, ledger), talking to the terminal at `url`."""
+        shutil.copytree(self.root / "data", root / "data")
+        other = Project(root, url)
+        other.config_file.write_text(self.config_file.read_text().replace(str(self.root), str(root)))
+        other.set_config(terminal_url=url)
+        return other
+
+    def set_config(self, **values: object) -> None:
+        doc = yaml.safe_load(self.config_file.read_text()) | values
+        self.config_file.write_text(yaml.safe_dump(doc))
 
     def cli(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
         exe = Path(sys.executable).with_name("spx-data")

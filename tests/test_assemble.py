@@ -242,7 +242,6 @@ def quote_day(folder: Path, session: Session = REGULAR, interval: str = "30m", s
 
 def test_footer_carries_provenance(tmp_path: Path) -> None:
     sources = quote_day(tmp_path / "in")
-    sources[0] = Source(sources[0].symbol, sources[0].expiration, sources[0].path, "AB" * 32)
     result, parquet, _ = run(QUOTE, REGULAR, "30m", sources, tmp_path / "out", {"run_id": "abc"})
     footer = read_footer(parquet)
     p = FOOTER_PREFIX
@@ -252,8 +251,7 @@ def test_footer_carries_provenance(tmp_path: Path) -> None:
         ("SPXW", "2024-01-02", 42),
         ("SPXW", "2024-01-05", 42),
     ]
-    assert listed[1]["sha256"] == "ab" * 32  # given: taken as is
-    assert listed[0]["sha256"] == hashlib.sha256(sources[2].path.read_bytes()).hexdigest()  # computed
+    assert all(set(s) == {"symbol", "expiration", "rows"} for s in listed)  # transport bytes stay out
     assert json.loads(footer[p + "params"]) == {
         "date": "20240102",
         "expiration": "{expiration}",
@@ -311,7 +309,6 @@ def test_a_472_expiration_among_others_is_listed_with_zero_rows(tmp_path: Path) 
         "symbol": "SPXW",
         "expiration": "2024-01-03",
         "rows": 0,
-        "sha256": hashlib.sha256(b"").hexdigest(),
     } in listed
 
 

@@ -11,13 +11,12 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from helpers import DEMO_RANGE, Project, dry_run_jobs
+from helpers import Project, dry_run_jobs
 
 from spx_data import listing
 from spx_data.checksum import read_sidecar
 from spx_data.sim.faults import FAULT_CLASSES
 from spx_data.sim.server import Simulator
-from spx_data.sim.testing import running_simulator
 
 pytestmark = pytest.mark.slow
 SHORT_RANGE = ("2024-11-26", "2024-12-02")  # 4 sessions around Thanksgiving, with the 13:15 close
@@ -26,16 +25,6 @@ SHORT_RANGE = ("2024-11-26", "2024-12-02")  # 4 sessions around Thanksgiving, wi
 def ledger_rows(path: Path, sql: str) -> list[tuple]:
     with sqlite3.connect(path) as db:
         return db.execute(sql).fetchall()
-
-
-@pytest.fixture(scope="module")
-def baseline(tmp_path_factory: pytest.TempPathFactory) -> Project:
-    """A clean, fault-free archive of the demo range, built once per test process."""
-    with running_simulator(chain="tiny") as sim:
-        project = Project(tmp_path_factory.mktemp("baseline"), sim.url)
-        project.write_config(*DEMO_RANGE)
-        project.snakemake()
-        yield project
 
 
 def test_demo_range_archive_is_complete_and_verifiable(baseline: Project) -> None:
@@ -76,21 +65,23 @@ def test_rerun_has_nothing_to_do(baseline: Project) -> None:
     assert dry_run_jobs(out) == {}
 
 
-def test_deleting_two_days_plans_exactly_those_and_restores_identical_bytes(baseline: Project) -> None:
-    before = baseline.archive_digests()
+def test_deleting_two_days_plans_exactly_those_and_restores_identical_bytes(
+    baseline: Project, simulator: Callable[..., Simulator], tmp_path: Path
+) -> None:
+    project = baseline.copy(tmp_path, simulator(chain="tiny").url)
     gone = [("quote", "2024-11-22"), ("greeks_first_order", "2024-12-03")]
     for ds, day in gone:
-        (baseline.archive / ds / f"date={day}" / f"spx-{ds}-{day}.parquet").unlink()
-    out = baseline.snakemake("-n").stdout
+        (project.archive / ds / f"date={day}" / f"spx-{ds}-{day}.parquet").unlink()
+    out = project.snakemake("-n").stdout
     expirations = {
-        day: len(listing.read(baseline.work / "listings" / f"{day}.json").expirations) for _, day in gone
+        day: len(listing.read(project.work / "listings" / f"{day}.json").expirations) for _, day in gone
     }
     assert dry_run_jobs(out) == {"fetch": sum(expirations.values()), "assemble": 2, "all": 1}
     planned = {line.split("wildcards: ")[1] for line in out.splitlines() if "wildcards: " in line}
     assert {p for p in planned if "expiration" not in p} == {f"dataset={ds}, day={day}" for ds, day in gone}
     assert all(f"day={gone[0][1]}" in p or f"day={gone[1][1]}" in p for p in planned)
-    baseline.snakemake()
-    assert baseline.archive_digests() == before
+    project.snakemake()
+    assert project.archive_digests() == baseline.archive_digests()
 
 
 def subset(digests: dict[str, str], first: str, last: str) -> dict[str, str]:
@@ -101,7 +92,7 @@ def test_every_fault_class_leaves_a_byte_identical_archive(
     baseline: Project, simulator: Callable[..., Simulator], tmp_path: Path
 ) -> None:
     sim = simulator(
-        chain="tiny", fault_seed=5, fault_rates={c: 0.08 for c in FAULT_CLASSES}, large_request_rows=2000,
+        chain="tiny", fault_seed=5, fault_rates={c: 0.08 for c in FAULT_CLASSES}, large_request_rows=4000,
         stall_seconds=2.5, disconnect_seconds=0.3, starting_seconds=0.3,
     )  # fmt: skip
     project = Project(tmp_path, sim.url)

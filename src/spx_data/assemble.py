@@ -71,7 +71,6 @@ class Source:
     symbol: str
     expiration: str  # ISO date
     path: Path  # NDJSON (empty file = the terminal answered 472 for it)
-    sha256: str | None = None  # hex of the file if known (else computed)
 
 
 @dataclass(frozen=True)
@@ -159,8 +158,6 @@ def _ordered_sources(sources: Sequence[Source]) -> list[Source]:
     for s in ordered:
         if not s.symbol or not _is_iso_date(s.expiration):
             raise ValidationError(f"{s.path}: bad source key {s.symbol!r} {s.expiration!r}")
-        if s.sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", s.sha256):
-            raise ValidationError(f"{s.path}: bad sha256 {s.sha256!r}")
     return ordered
 
 
@@ -245,16 +242,15 @@ def _write(
     writer = _writer(tmp, schema)
     try:
         for src in sources:
-            digest = (src.sha256 or checksum.sha256_file(src.path)).lower()
             rows = 0
             if src.path.stat().st_size > 0:
                 table = _load(_Job(dataset, session, interval, src), symbols)
                 writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
                 rows = table.num_rows
                 del table
-            listed.append(
-                {"symbol": src.symbol, "expiration": src.expiration, "rows": rows, "sha256": digest}
-            )
+            # No NDJSON sha256 here: its bytes depend on how the terminal split the answer (570), and
+            # the file must be a function of the data alone. The ledger's requests table keeps them.
+            listed.append({"symbol": src.symbol, "expiration": src.expiration, "rows": rows})
             total += rows
         if sources and total == 0:
             raise ValidationError(

@@ -50,7 +50,7 @@ def fetch(args: argparse.Namespace) -> int:
     except Exception as e:
         outcomes.write_event(
             layout.outcomes(), "fetch", **fields, status="failed", http_status=getattr(e, "status", None),
-            attempts=None, rows=0, bytes=0, seconds=round(time.monotonic() - started, 3),
+            attempts=None, rows=0, bytes=0, seconds=round(time.monotonic() - started, 3), sha256=None,
             error_class=type(e).__name__, error=str(e),
         )  # fmt: skip
         print(
@@ -61,7 +61,7 @@ def fetch(args: argparse.Namespace) -> int:
     outcomes.write_event(
         layout.outcomes(), "fetch", **fields, status=result.status, http_status=result.http_status,
         attempts=result.attempts, rows=result.rows, bytes=result.bytes, seconds=round(result.seconds, 3),
-        error_class=None, error=None,
+        sha256=result.sha256, error_class=None, error=None,
     )  # fmt: skip
     return 0
 

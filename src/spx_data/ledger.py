@@ -67,7 +67,7 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS requests (
         event_id TEXT PRIMARY KEY, run_id TEXT, dataset TEXT, day TEXT, symbol TEXT, expiration TEXT,
         status TEXT, http_status INTEGER, attempts INTEGER, rows INTEGER, bytes INTEGER, seconds REAL,
-        error_class TEXT, error TEXT, at TEXT)""",
+        sha256 TEXT, error_class TEXT, error TEXT, at TEXT)""",
     "CREATE TABLE IF NOT EXISTS events (id TEXT PRIMARY KEY, kind TEXT NOT NULL, at TEXT)",
     "CREATE INDEX IF NOT EXISTS days_by_status ON days (status, dataset, day)",
     "CREATE INDEX IF NOT EXISTS days_by_day ON days (day)",
@@ -121,8 +121,8 @@ _CLOSE_ATTEMPT = """
         error_class = ?, error = ?, stage = ? WHERE id = ?"""
 _INSERT_REQUEST = """
     INSERT OR IGNORE INTO requests (event_id, run_id, dataset, day, symbol, expiration, status, http_status,
-        attempts, rows, bytes, seconds, error_class, error, at)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+        attempts, rows, bytes, seconds, sha256, error_class, error, at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 
 # A malformed event (missing field, wrong type, bad status) is skipped and its file kept for a look.
 _MALFORMED = (KeyError, TypeError, ValueError, OverflowError, sqlite3.IntegrityError)
@@ -388,7 +388,13 @@ def _on_fetch(cur: sqlite3.Cursor, event: dict[str, Any]) -> None:
     status = _choice(event["status"], ("ok", "no_data", "failed"))
     error_class, error, seconds = _opt(event, "error_class"), _opt(event, "error"), _opt(event, "seconds")
     request = (_opt(event, "symbol"), _opt(event, "expiration"), status, _opt(event, "http_status"))
-    sizes = (_opt(event, "attempts"), _opt(event, "rows"), _opt(event, "bytes"), seconds)
+    sizes = (
+        _opt(event, "attempts"),
+        _opt(event, "rows"),
+        _opt(event, "bytes"),
+        seconds,
+        _opt(event, "sha256"),
+    )
     cur.execute(
         _INSERT_REQUEST, (_text(event["id"]), run_id, dataset, day, *request, *sizes, error_class, error, at)
     )
