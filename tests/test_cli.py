@@ -152,10 +152,12 @@ def test_operator_session_against_the_simulator(simulator: Callable[..., Simulat
     listed = project.cli("list", "--failed-only", "--json", *cfg, check=True)
     assert {(r["dataset"], r["day"]) for r in json.loads(listed.stdout)} == failed
 
-    (project.archive / "quote" / "date=2024-11-21" / "spx-quote-2024-11-21.parquet").unlink()
+    with sqlite3.connect(project.ledger) as con:
+        (deleted,) = con.execute("SELECT min(day) FROM days WHERE dataset = 'quote' AND status = 'success'")
+    (project.archive / "quote" / f"date={deleted[0]}" / f"spx-quote-{deleted[0]}.parquet").unlink()
     gaps = json.loads(project.cli("gaps", "--json", *cfg, check=True).stdout)
     missing = {tuple(p) for p in gaps["missing"]}
-    assert missing == failed | {("quote", "2024-11-21")}
+    assert missing == failed | {("quote", deleted[0])}
     assert {("quote", d) for d in gaps["datasets"]["quote"]["no_data"]["days"]} == {("quote", "2024-11-26")}
     dry = project.snakemake("-n").stdout
     planned = {

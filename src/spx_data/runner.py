@@ -47,10 +47,12 @@ def snakemake_command(
     targets: Sequence[str] = (),
     extra: Sequence[str] = (),
 ) -> list[str]:
+    # Targets first: options such as --config and --resources take every word that follows them.
     cmd = [
         sys.executable,
         "-m",
         "snakemake",
+        *targets,
         "--snakefile",
         str(PROJECT_DIR / "Snakefile"),
         "--cores",
@@ -58,7 +60,7 @@ def snakemake_command(
     ]
     if configfile is not None:
         cmd += ["--configfile", str(configfile)]
-    return cmd + config_args(overrides) + list(extra) + list(targets)
+    return cmd + config_args(overrides) + list(extra)
 
 
 def snakemake_pids(directory: Path) -> list[int]:
