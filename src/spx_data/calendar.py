@@ -89,16 +89,16 @@ def _cache_root() -> Path:
 def _year(year: int) -> tuple[Session, ...]:
     path = _cache_root() / f"v{_CACHE_FORMAT}-pmc{_pmc_version()}-{year}.json"
     rows: list[tuple[str, str]] | None = None
-    # Years that may still change (the current one and later) are always recomputed.
-    if year < dt.date.today().year and path.exists():
+    # Every year is cached, the current one too: the schedule is a pure function of the library
+    # version, which is in the file name (a closure announced later arrives with a new release).
+    if path.exists():
         try:
             rows = [tuple(r) for r in json.loads(path.read_text())]  # type: ignore[misc]
         except (OSError, ValueError):
             rows = None
     if rows is None:
         rows = _compute_year(year)
-        if year < dt.date.today().year:
-            _write_atomic(path, json.dumps(rows))
+        _write_atomic(path, json.dumps(rows))
     return tuple(Session(dt.date.fromisoformat(d), dt.time.fromisoformat(c)) for d, c in rows)
 
 
