@@ -11,6 +11,8 @@ import datetime as dt
 import json
 import shutil
 import sys
+import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -259,8 +261,16 @@ def _run(args: argparse.Namespace, overrides: dict[str, Any], targets: Sequence[
     log = cfg.work / "logs" / f"snakemake-{dt.datetime.now():%Y%m%dT%H%M%S}.log"
     code = runner.run_snakemake(cmd, project, cfg.layout.outcomes(), progress, log)
     with _ledger(cfg) as ledger:
-        states = {p: (ledger.day(*p).status if ledger.day(*p) else "missing") for p in pairs}
+        rows = {p: ledger.day(*p) for p in pairs}
+    states = {p: (row.status if row else "missing") for p, row in rows.items()}
     bad = sorted(p for p, s in states.items() if s not in ("success", "no_data"))
+    archived = sum(row.rows or 0 for p, row in rows.items() if row and states[p] == "success")
+    elapsed = time.monotonic() - progress.started
+    tally = ", ".join(f"{n} {s}" for s, n in sorted(Counter(states.values()).items()))
+    print(
+        f"{len(pairs) - len(bad)}/{len(pairs)} day-files archived ({tally}); {archived:,} rows in "
+        f"{elapsed:.0f} s ({archived / max(elapsed, 1e-9) * 60:,.0f} rows/min)"
+    )
     for ds, day in bad:
         print(f"not archived: {ds} {day} ({states[(ds, day)]})")
     if code != 0 and not bad:

@@ -69,9 +69,16 @@ def _summary(root: Path) -> None:
         import duckdb
     except ImportError:
         return
+    from spx_data.ledger import Ledger
+
+    with Ledger(root / "ledger.sqlite") as ledger:
+        ledger_rows = {
+            ds: sum(r.rows or 0 for r in ledger.days(dataset=ds)) for ds in ("quote", "greeks_first_order")
+        }
     for ds in sorted(p.name for p in archive.iterdir() if p.is_dir()):
         glob = str(archive / ds / "*" / "*.parquet")
         n = duckdb.execute(
             "SELECT count(*) FROM read_parquet(?, hive_partitioning = true)", [glob]
         ).fetchone()[0]
-        print(f"duckdb: {ds} has {n:,} rows")
+        mark = "=" if n == ledger_rows.get(ds) else "!="
+        print(f"duckdb: {ds} has {n:,} rows {mark} ledger {ledger_rows.get(ds, 0):,}")

@@ -181,6 +181,6 @@ def run_snakemake(
         finally:
             stop.set()
             watcher.join()
-    progress.poll(outcomes_dir)
-    out.write(("\r\033[K" if tty else "") + progress.line() + "\n")
+    if tty:
+        out.write("\r\033[K")  # the caller prints the final tally from the ledger
     return code
