@@ -19,7 +19,6 @@ import itertools
 import json
 import os
 import re
-import secrets
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ import pyarrow.json as pj
 import pyarrow.parquet as pq
 
 import spx_data
-from spx_data import checksum
+from spx_data import atomic, checksum
 from spx_data.calendar import INTERVAL_SECONDS, OPEN, Session
 from spx_data.datasets import SCHEMA_VERSION, TZ, Dataset
 from spx_data.errors import ConfigError, ValidationError
@@ -101,7 +100,9 @@ def assemble_day(
     ordered = _ordered_sources(sources)
     footer = _footer_base(dataset, session, interval, provenance)
     parquet_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = parquet_path.with_name(f".{parquet_path.name}.{secrets.token_hex(8)}.tmp")
+    for final in (parquet_path, sidecar_path):
+        atomic.sweep(final)
+    tmp = atomic.temp_path(parquet_path, "tmp")
     try:
         # The sidecar marks a finished day, so it goes first and the parquet follows.
         for stale in (sidecar_path, parquet_path):

@@ -9,13 +9,15 @@ which would otherwise be paid on every Snakefile parse.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+
+from spx_data import atomic
 
 REGULAR_CLOSE = dt.time(16, 0)  # end of ThetaData's default data window, not Cboe's 16:15 curb
 EARLY_CLOSE = dt.time(13, 15)
@@ -98,19 +100,9 @@ def _year(year: int) -> tuple[Session, ...]:
             rows = None
     if rows is None:
         rows = _compute_year(year)
-        _write_atomic(path, json.dumps(rows))
+        with contextlib.suppress(OSError):  # a cache that cannot be written only costs time
+            atomic.write_bytes(path, json.dumps(rows).encode())
     return tuple(Session(dt.date.fromisoformat(d), dt.time.fromisoformat(c)) for d, c in rows)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a cache that cannot be written only costs time
 
 
 def sessions(start: dt.date, end: dt.date) -> list[Session]:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import secrets
 from pathlib import Path
+
+from spx_data import atomic
 
 _LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)\n?$")
 
@@ -46,16 +47,7 @@ def write_sidecar(sidecar_path: Path, file_path: Path, digest: str | None = None
     if not re.fullmatch(r"[0-9a-f]{64}", digest):
         raise ValueError(f"not a sha256 hex digest: {digest!r}")
     text = f"{digest}  {_name_in_sidecar(sidecar_path, file_path)}\n"
-    tmp = sidecar_path.with_name(f".{sidecar_path.name}.{secrets.token_hex(8)}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, sidecar_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic.write_bytes(sidecar_path, text.encode())
     fsync_dir(sidecar_path.parent)
     return digest
 

@@ -13,7 +13,6 @@ import io
 import json
 import os
 import random
-import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -27,6 +26,7 @@ import pyarrow as pa
 import pyarrow.json as pj
 import requests
 
+from spx_data import atomic, calendar
 from spx_data.datasets import LIST_CONTRACTS_ENDPOINT, RIGHTS, STATUS_ENDPOINT, Dataset
 from spx_data.errors import BadResponse, FatalRequestError, SpxDataError, TerminalUnreachable
 from spx_data.ndjson_check import Counts, Expected, TornBody, check_ndjson
@@ -144,7 +144,9 @@ class ThetaClient:
         """Fetch one (dataset, day, symbol, expiration) answer into `dest`, validated, atomically."""
         url = self.url(dataset.endpoint)
         params = dataset.request_params(day, symbol, expiration, interval)
-        expected = Expected(symbol, _iso(expiration), expected_contracts, rows_per_contract)
+        session = calendar.session_on(day) if dataset.interval_based else None
+        window = (calendar.OPEN, session.close) if session is not None else None
+        expected = Expected(symbol, _iso(expiration), expected_contracts, rows_per_contract, day, window)
         budget = Budget(self._policy, self._clock, self._sleep)
         dest.parent.mkdir(parents=True, exist_ok=True)
         with _PartFile(dest) as out:
@@ -292,7 +294,8 @@ class _PartFile:
 
     def __init__(self, dest: Path) -> None:
         # Not mkstemp: its 0600 mode would stick to the final file; O_EXCL keeps the name ours alone.
-        self.path = dest.parent / f".{dest.name}.{secrets.token_hex(8)}.part"
+        atomic.sweep(dest)
+        self.path = atomic.temp_path(dest, "part")
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         self._file: io.BufferedWriter = os.fdopen(fd, "wb")
         self._hash = hashlib.sha256()

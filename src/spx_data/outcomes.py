@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from spx_data import atomic
+
 RUN_ID_ENV = "SPX_DATA_RUN_ID"
 
 
@@ -38,12 +40,7 @@ def write_event(directory: Path, kind: str, **fields: Any) -> Path:
     at = dt.datetime.now(dt.UTC)
     event = {"id": event_id, "kind": kind, "at": at.isoformat(), "run_id": current_run_id()} | fields
     name = f"{at.strftime('%Y%m%dT%H%M%S%f')}-{event_id}.json"
-    tmp = directory / f".{name}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(event, f, separators=(",", ":"))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, directory / name)
+    atomic.write_bytes(directory / name, json.dumps(event, separators=(",", ":")).encode())
     return directory / name
 
 
