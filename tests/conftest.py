@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -35,7 +36,9 @@ def baseline(tmp_path_factory: pytest.TempPathFactory) -> Project:
 
     Read-only: tests that change files work on `baseline.copy(...)`. Its terminal is gone after the
     build; tests that fetch start their own simulator (same data, any seed of faults)."""
-    shared = tmp_path_factory.getbasetemp().parent  # common to every worker of this pytest run
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # common to every worker of this pytest run
     project = Project(shared / "baseline", "http://127.0.0.1:9")
     with open(shared / "baseline.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
