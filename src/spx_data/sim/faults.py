@@ -150,6 +150,7 @@ class Stats:
     requests: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
+    bad_data: Counter[str] = field(default_factory=Counter)  # spoiled 200 answers by kind
     rows: int = 0
     bytes: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -169,6 +170,7 @@ class Stats:
                 "requests": self.requests,
                 "statuses": dict(sorted(self.statuses.items())),
                 "faults": {c: self.faults.get(c, 0) for c in (*FAULT_CLASSES, "570", "queue_full")},
+                "bad_data": dict(sorted(self.bad_data.items())),
                 "rows": self.rows,
                 "bytes": self.bytes,
             }

@@ -8,6 +8,7 @@ block by block (about `block_rows` rows each, several MB) by the vectorised form
 Simulator choices beyond the v3 doc: `interval=tick` is served on a one-second grid; `format=html`
 answers 473; `list/strikes` answers `symbol,strike`; list endpoints without a date (`expirations`,
 `strikes`, `dates`) see the chain as of `SimConfig.today` (default: the real date).
+`SimConfig.bad_data` switches make history answers 200s with a wrong body (see `bad_data`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,6 +35,7 @@ import numpy as np
 
 from spx_data import calendar
 from spx_data.datasets import DATASETS, INTERVALS, LIST_CONTRACTS_ENDPOINT, STATUS_ENDPOINT, SYMBOLS, Dataset
+from spx_data.sim import bad_data as bd
 from spx_data.sim import chain as ch
 from spx_data.sim.faults import FAULT_CLASSES, TIERS, Decision, FaultPlan, Slots, Stats, check_rates
 
@@ -62,6 +65,8 @@ class SimConfig:
     port: int = 0  # 0: a free port
     block_rows: int = ch.DEFAULT_BLOCK_ROWS  # rows rendered (and written as one chunk) at a time
     today: dt.date | None = None  # "now" for list endpoints without a date; None: the real date
+    bad_data: tuple[str, ...] = ()  # "KIND" or "KIND@YYYY-MM-DD": history answers spoiled (bad_data.KINDS)
+    bad_data_times: int | None = None  # per request: bad this many times, then clean; None: always bad
 
     def __post_init__(self) -> None:
         if self.chain not in ch.SIZES:
@@ -73,6 +78,10 @@ class SimConfig:
         object.__setattr__(self, "fault_rates", check_rates(self.fault_rates))
         days = tuple(d if isinstance(d, dt.date) else ch._as_date(str(d)) for d in self.no_data_days)
         object.__setattr__(self, "no_data_days", days)
+        for switch in self.bad_data:
+            bd.parse_switch(switch)
+        if self.bad_data_times is not None and self.bad_data_times < 0:
+            raise ValueError(f"bad_data_times {self.bad_data_times}: must be >= 0")
 
 
 class Reply(Exception):
@@ -90,6 +99,7 @@ class Answer:
     rows: int
     fmt: str
     chunks: Callable[[], Iterable[bytes | memoryview | str]]
+    bad: str | None = None  # the bad_data kind spoiling the body
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -155,6 +165,9 @@ class Routes:
         self.config = config
         self.chain = ch.Chain(config.chain, config.seed)
         self.no_data = frozenset(config.no_data_days)
+        self.bad_switches = [bd.parse_switch(s) for s in config.bad_data]
+        self._bad_served: Counter[str] = Counter()
+        self._bad_lock = threading.Lock()
         self.table: dict[str, Callable[[Mapping[str, str], str], Answer]] = {
             API + LIST_CONTRACTS_ENDPOINT: self.list_contracts,
             API + "/option/list/expirations": self.list_expirations,
@@ -282,7 +295,29 @@ class Routes:
             raise Reply(472, f"NO_DATA: nothing for {symbol} {exp_text} on {', '.join(map(str, days[:1]))}")
         rows = sum(len(c) * (len(t) if t is not None else 1) for _, parts, t in plan for _, c in parts)
         order = list(ds.column_names) if fmt != "ndjson" else ch.key_order(ds.column_names, request)
-        return Answer(rows, fmt, lambda: self._history_body(ds, symbol, plan, fmt, order))
+        answer = Answer(rows, fmt, lambda: self._history_body(ds, symbol, plan, fmt, order))
+        kind = self._bad_kind(request, [day for day, _, _ in plan], fmt) if self.bad_switches else None
+        return answer if kind is None else self._spoiled(answer, kind, ds, plan[0][0])
+
+    def _bad_kind(self, request: str, days: list[dt.date], fmt: str) -> str | None:
+        """The bad_data kind this answer gets (counted per request), or None for a clean one."""
+        kind = next((k for k, d in self.bad_switches if d is None or d in days), None)
+        if kind is None or (fmt != "ndjson" and kind not in ("html", "empty")):
+            return None  # line kinds are defined on NDJSON, the client's format
+        with self._bad_lock:
+            n = self._bad_served[request]
+            if self.config.bad_data_times is not None and n >= self.config.bad_data_times:
+                return None
+            self._bad_served[request] = n + 1
+        return kind
+
+    @staticmethod
+    def _spoiled(clean: Answer, kind: str, ds: Dataset, day: dt.date) -> Answer:
+        def chunks() -> list[bytes]:
+            body = b"".join(c.encode() if isinstance(c, str) else bytes(c) for c in clean.chunks())
+            return [bd.corrupt(kind, body, ds, day)]
+
+        return Answer(clean.rows, clean.fmt, chunks, bad=kind)
 
     def _history_body(
         self, ds: Dataset, symbol: str, plan: list[Any], fmt: str, order: list[str]
@@ -408,10 +443,13 @@ class _Handler(BaseHTTPRequestHandler):
         sim = self.server.sim
         self._started = True
         self.send_response(200)
-        self.send_header("Content-Type", CONTENT_TYPES[answer.fmt])
+        html = answer.bad == "html"
+        self.send_header("Content-Type", bd.HTML_CONTENT_TYPE if html else CONTENT_TYPES[answer.fmt])
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         sim.counters.count("statuses", "200")
+        if answer.bad is not None:
+            sim.counters.count("bad_data", answer.bad)
         chunks: Iterable[bytes | memoryview | str] = answer.chunks()
         if fault is not None:
             sim.counters.count("faults", fault)
@@ -594,6 +632,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stall-seconds", type=float, default=2.0)
     p.add_argument("--disconnect-seconds", type=float, default=2.0)
     p.add_argument("--starting-seconds", type=float, default=5.0)
+    p.add_argument("--bad-data", action="append", default=[], metavar="KIND[@DATE]",
+                   help=f"spoil history answers ({', '.join(bd.KINDS)}); repeatable")  # fmt: skip
+    p.add_argument("--bad-data-times", type=int, default=None, metavar="N",
+                   help="answer each request bad N times, then clean (default: always bad)")  # fmt: skip
     return p
 
 
@@ -606,7 +648,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         no_data_days=tuple(ch._as_date(d) for d in args.no_data_day),
         large_request_rows=args.large_request_rows or None, stall_seconds=args.stall_seconds,
         disconnect_seconds=args.disconnect_seconds, starting_seconds=args.starting_seconds,
-        host=args.host, port=args.port,
+        host=args.host, port=args.port, bad_data=tuple(args.bad_data), bad_data_times=args.bad_data_times,
     )  # fmt: skip
 
 
