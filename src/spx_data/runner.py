@@ -7,6 +7,7 @@ through the outcome events the jobs leave on disk.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -74,9 +75,18 @@ def snakemake_pids(directory: Path) -> list[int]:
             cwd = Path(os.readlink(entry / "cwd"))
         except OSError:
             continue
-        if any(a.endswith(b"snakemake") for a in argv[:3]) and cwd == directory and b"--unlock" not in argv:
+        is_run = any(a.endswith(b"snakemake") for a in argv[:3]) and b"--unlock" not in argv
+        if is_run and _workdir(argv, cwd) == directory:
             pids.append(int(entry.name))
     return pids
+
+
+def _workdir(argv: list[bytes], cwd: Path) -> Path:
+    """Where a Snakemake process keeps its `.snakemake` folder: `--directory`/`-d`, else its cwd."""
+    for flag, value in itertools.pairwise(argv):
+        if flag in (b"--directory", b"-d"):
+            return cwd / os.fsdecode(value)
+    return cwd
 
 
 def unlock_if_stale(directory: Path, base_cmd: Sequence[str]) -> bool:
