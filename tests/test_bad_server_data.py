@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import io
 import json
 import re
@@ -224,3 +225,66 @@ def test_snakemake_day_fails_on_bad_data_then_a_clean_terminal_fills_it(
         f"spx-quote-{DAY}.parquet.sha256",
     ]
     assert project.temp_files() == []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Answers with `date` + `ms_of_day` instead of `timestamp` (SimConfig.time_columns): same archive
+
+
+def fetch_and_assemble(layout: Layout, url: str, dataset: str) -> Path:
+    """The fetch job (client.fetch_history) then the assemble job (assemble_day), as the rules run them."""
+    list_day(layout, url)
+    out = layout.ndjson(dataset, DAY, "SPXW", EXPIRATION)
+    assert run_job(
+        layout, "fetch", dataset, DAY, "SPXW", EXPIRATION, "--out", str(out), "--url", url,
+        "--interval", "1m", "--retry", json.dumps(RETRY),
+    ) == (0, "")  # fmt: skip
+    assert run_job(
+        layout, "assemble", dataset, DAY, "--interval", "1m", "--symbols", "SPXW", "--max-dte", "0"
+    ) == (0, "")
+    return out
+
+
+@pytest.mark.parametrize("shape", ["date_ms", "date_ms_iso"])
+@pytest.mark.parametrize("dataset", ["quote", "greeks_first_order", "open_interest"])
+def test_date_and_ms_of_day_answers_archive_the_same_parquet(
+    shape: str, dataset: str, simulator: Factory, tmp_path: Path
+) -> None:
+    normal, other = simulator(chain="tiny"), simulator(chain="tiny", time_columns=shape)
+    archived = []
+    for sim, name in ((normal, "timestamp"), (other, shape)):
+        layout = Layout(tmp_path / name / "archive", tmp_path / name / "work")
+        source = fetch_and_assemble(layout, sim.url, dataset)
+        first = json.loads(source.read_bytes().split(b"\n", 1)[0])
+        assert {"timestamp", "ms_of_day"} & set(first) == {
+            "timestamp" if name == "timestamp" else "ms_of_day"
+        }
+        parquet = layout.parquet(dataset, DAY)
+        [event] = events(layout, "assemble")
+        assert event["sha256"] == hashlib.sha256(parquet.read_bytes()).hexdigest()
+        archived.append((event["rows"], event["sha256"]))
+    assert archived[0] == archived[1] and archived[0][0] > 0
+
+
+DATE_MS_ERRORS = {  # what the client says about line kinds of a date_ms answer (line 17 spoiled)
+    "outside_session": r"ms_of_day 59400000 \(16:30:00\.000\) is outside the session 09:30..16:00 "
+    r"\(line 17\)",
+    "other_date": r"date 20241125 is not 2024-11-26 \(line 17\)",
+    "duplicate_row": rf"duplicate row: {CONTRACT} at 2024-11-26T09:46:00.000 appears more than once",
+    "short_contract": rf"contract {CONTRACT} has 196 rows, session has 391",
+    "unknown_right": r"right \['X'\] in the answer, expected \['CALL', 'PUT'\] \(line 17\)",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(DATE_MS_ERRORS))
+def test_bad_date_and_ms_of_day_answers_fail_with_named_errors(
+    kind: str, simulator: Factory, tmp_path: Path
+) -> None:
+    sim = simulator(chain="tiny", time_columns="date_ms", bad_data=(f"{kind}@{DAY}",))
+    layout = Layout(tmp_path / "archive", tmp_path / "work")
+    list_day(layout, sim.url)
+    code, stderr = fetch(layout, sim.url)
+    assert code == 1 and re.search(
+        f"bad answer after {BAD_TRIES} tries: BadResponse: .*{DATE_MS_ERRORS[kind]}", stderr
+    )
+    assert final_files(layout) == []

@@ -19,8 +19,9 @@ import responses
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from spx_data import calendar, ndjson_check
 from spx_data import client as client_mod
-from spx_data import ndjson_check
+from spx_data.assemble import Source, assemble_day
 from spx_data.client import FetchResult, ListedExpiration, ThetaClient
 from spx_data.datasets import get
 from spx_data.errors import (
@@ -29,6 +30,7 @@ from spx_data.errors import (
     PermissionDenied,
     RetriesExhausted,
     TerminalUnreachable,
+    ValidationError,
 )
 from spx_data.retry import RetryPolicy
 
@@ -694,3 +696,170 @@ def test_validator_reports_block_offsets(tmp_path: Path, monkeypatch: pytest.Mon
     path.write_bytes(_one_row(right="BOTH"))
     with pytest.raises(BadResponse, match=r"^bytes \d+-\d+: right \['BOTH'\]"):
         ndjson_check.check_ndjson(path, QUOTE, ndjson_check.Expected("SPXW", EXP))
+
+
+# ---------------------------------------------------------------- the date + ms_of_day shape
+
+SESSION = calendar.session_on(DAY)
+WINDOW = (calendar.OPEN, SESSION.close) if SESSION else None
+FULL = 391  # rows per contract of DAY's 1m session
+
+
+def date_ms_rows(rows: list[dict[str, Any]], date: Any = 20240105) -> list[dict[str, Any]]:
+    """The same rows with `date` + `ms_of_day` (ms since ET midnight) instead of `timestamp`."""
+    out = []
+    for row in rows:
+        row = dict(row)
+        t = dt.datetime.fromisoformat(row.pop("timestamp"))
+        row["date"] = date
+        row["ms_of_day"] = ((t.hour * 60 + t.minute) * 60 + t.second) * 1000 + t.microsecond // 1000
+        out.append(row)
+    return out
+
+
+def check(path: Path, body: bytes, contracts: int = 4, per: int = 5) -> ndjson_check.Counts:
+    path.write_bytes(body)
+    expected = ndjson_check.Expected("SPXW", EXP, contracts, per, DAY, WINDOW)
+    return ndjson_check.check_ndjson(path, QUOTE, expected, workers=2)
+
+
+@pytest.mark.parametrize("date", [20240105, "2024-01-05", "20240105"])
+def test_validator_accepts_date_and_ms_of_day(
+    date: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ndjson_check, "BLOCK_SIZE", 1000)  # several blocks
+    rows = quote_rows(CONTRACTS, 5)
+    path = tmp_path / "x.ndjson"
+    assert (
+        check(path, ndjson(date_ms_rows(rows, date)))
+        == check(path, ndjson(rows))
+        == ndjson_check.Counts(20, 4)
+    )
+    assert check(path, b"\n" + ndjson(date_ms_rows(rows, date))) == ndjson_check.Counts(20, 4)  # blank first
+
+
+def _without_key(row: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != key}
+
+
+def _date_ms_body(edit: dict[str, Any], at: int = 11, date: Any = 20240105) -> bytes:
+    rows = date_ms_rows(quote_rows(CONTRACTS, 5), date)
+    rows[at] |= edit
+    return ndjson(rows)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (_date_ms_body({"date": 20240104}), r"date 20240104 is not 2024-01-05 \(line 12\)"),
+        (_date_ms_body({"date": "2024-01-04"}, date="2024-01-05"), r"date '2024-01-04' is not 2024-01-05"),
+        (
+            _date_ms_body({"date": 2024015}),
+            r"date 2024015 is not a date \(YYYY-MM-DD or YYYYMMDD\) \(line 12\)",
+        ),
+        (_date_ms_body({"date": "2024/01/05"}, date="2024-01-05"), r"date '2024/01/05' is not a date"),
+        (_date_ms_body({"date": "2024-13-05"}, date="2024-01-05"), r"date '2024-13-05' is not a date"),
+        (_date_ms_body({"date": "2024-01-05"}), r"Column\(/date\) changed from number to string in row 11"),
+        (_date_ms_body({"ms_of_day": 34_200_000.5}), r"not NDJSON.*couldn't parse:34200000\.5"),
+        (_date_ms_body({"ms_of_day": -1}), r"ms_of_day -1 is not a time of day \(0..86399999\) \(line 12\)"),
+        (
+            _date_ms_body({"date": 20240104, "ms_of_day": 86_400_000 + 34_200_000}),
+            r"ms_of_day 120600000 is not",
+        ),
+        (
+            _date_ms_body({"ms_of_day": 59_400_000}),
+            r"ms_of_day 59400000 \(16:30:00\.000\) is outside the session 09:30..16:00 \(line 12\)",
+        ),
+        (
+            _date_ms_body({"ms_of_day": 34_320_000}),  # the next row's time
+            r"duplicate row: SPXW 2024-01-05 4705.000 CALL at 2024-01-05T09:32:00.000 appears more than once",
+        ),
+        (ndjson(date_ms_rows(quote_rows(CONTRACTS, 4))), "16 rows, expected 4 contracts x 5 = 20"),
+        (
+            ndjson([_without_key(r, "ms_of_day") for r in date_ms_rows(quote_rows(CONTRACTS, 5))]),
+            "column 'timestamp' missing or null in 20 rows",
+        ),  # no `ms_of_day` in the first row: the `timestamp` shape, without timestamps
+    ],
+)
+def test_validator_date_and_ms_of_day_problems(body: bytes, message: str, tmp_path: Path) -> None:
+    with pytest.raises(BadResponse, match=message) as err:
+        check(tmp_path / "x.ndjson", body)
+    assert type(err.value) is BadResponse
+
+
+@pytest.mark.parametrize("first", ["timestamp", "date_ms"])
+def test_validator_rejects_mixed_time_columns(
+    first: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ndjson_check, "BLOCK_SIZE", 1000)
+    rows = quote_rows(CONTRACTS, 5)
+    other = date_ms_rows(rows)
+    if first == "date_ms":
+        rows, other = other, rows
+    body = ndjson(rows[:15] + other[15:])  # the other shape from line 16 on, in a later block
+    with pytest.raises(
+        ndjson_check.MixedTimeColumns, match=r"mixed time columns: the first row has .*\(line 16\)"
+    ):
+        check(tmp_path / "x.ndjson", body)
+
+
+def test_fetch_history_date_and_ms_of_day_and_mixed(
+    rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path
+) -> None:
+    rows = quote_rows(CONTRACTS, 5)
+    rsps.add(responses.GET, DATA_URL, body=ndjson(date_ms_rows(rows)))
+    res = fetch(make_client(clock), tmp_path / "q.ndjson", expected_contracts=4, rows_per_contract=5)
+    assert (res.status, res.rows, res.contracts) == ("ok", 20, 4)
+    rsps.replace(responses.GET, DATA_URL, body=ndjson(rows[:10] + date_ms_rows(rows)[10:]))
+    with pytest.raises(BadResponse, match=r"after 3 tries: MixedTimeColumns: .*mixed time columns") as err:
+        fetch(make_client(clock), tmp_path / "m.ndjson", expected_contracts=4, rows_per_contract=5)
+    assert isinstance(err.value.__cause__, ndjson_check.MixedTimeColumns)
+    assert leftovers(tmp_path) == ["q.ndjson"]
+
+
+# Row 17 of a whole session of 4 contracts gets `edit`; the body's other rows carry `date` as in `first`.
+AGREEMENT_CASES = [
+    (20240105, {}), ("2024-01-05", {}), ("20240105", {}), ("2024-0105", {}),
+    (20240105, {"date": 20240104}), (20240105, {"date": 2024015}), (20240105, {"date": True}),
+    (20240105, {"date": "20240105"}), ("2024-01-05", {"date": 20240105}),
+    ("2024-01-05", {"date": "2024/01/05"}), ("2024-01-05", {"date": "2024-02-30"}),
+    (20240105, {"ms_of_day": -1}), (20240105, {"ms_of_day": 1.5}),
+    (20240105, {"date": 20240104, "ms_of_day": 86_400_000 + 34_200_000}),
+    (20240105, {"ms_of_day": 34_199_999}), (20240105, {"ms_of_day": 57_600_001}),
+    (20240105, {"ms_of_day": 35_160_001}), (20240105, {"ms_of_day": 57_600_000}),  # a later row's time
+    (20240105, {"ms_of_day": None}),
+    (20240105, {"timestamp": "2024-01-05T09:46:00"}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("first", "edit"), AGREEMENT_CASES)
+def test_validator_and_assembly_agree_on_date_and_ms_of_day(
+    first: Any, edit: dict[str, Any], tmp_path: Path
+) -> None:
+    """A body the client accepts is one assembly accepts, and the other way round."""
+    assert SESSION is not None
+    rows = date_ms_rows(quote_rows(CONTRACTS, FULL), first)
+    rows[16] = {k: v for k, v in (rows[16] | edit).items() if v is not None}
+    if "timestamp" in edit:
+        del rows[16]["date"], rows[16]["ms_of_day"]
+    path = tmp_path / f"SPXW-{EXP}.ndjson"
+    try:
+        check(path, ndjson(rows), per=FULL)
+        client_error = None
+    except BadResponse as exc:
+        client_error = exc
+    try:
+        assemble_day(
+            QUOTE,
+            SESSION,
+            "1m",
+            [Source("SPXW", EXP, path)],
+            tmp_path / "q.parquet",
+            tmp_path / "q.sha256",
+            {},
+        )
+        assembly_error = None
+    except ValidationError as exc:
+        assembly_error = exc
+    assert (client_error is None) == (assembly_error is None), (client_error, assembly_error)
+    assert (client_error is None) == (edit in ({}, {"ms_of_day": 35_160_001})), client_error

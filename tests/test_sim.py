@@ -5,9 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import socket
+import struct
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +23,7 @@ import requests
 from spx_data.datasets import DATASETS
 from spx_data.sim import chain as ch
 from spx_data.sim.faults import FaultPlan, Slots
-from spx_data.sim.server import SimConfig, Simulator, main
+from spx_data.sim.server import SimConfig, Simulator, build_parser, config_from_args, main
 from spx_data.sim.testing import running_simulator
 
 DAY = "20240612"  # a normal Wednesday session
@@ -433,7 +436,7 @@ def test_cli_serves_until_terminated() -> None:
         "--fault-rate",
         "500=0",
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         banner = proc.stdout.readline()  # type: ignore[union-attr]
         url = re.search(r"(http://127\.0\.0\.1:\d+)/v3", banner)
@@ -441,8 +444,9 @@ def test_cli_serves_until_terminated() -> None:
         assert requests.get(f"{url[1]}/v3/terminal/mdds/status", timeout=TIMEOUT).text == "CONNECTED"
     finally:
         proc.terminate()
-        out, _ = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and json.loads(out.splitlines()[-1])["requests"] == 1
+    assert err == ""  # no runpy RuntimeWarning: the package does not import `server` eagerly
 
 
 def test_module_level_functions() -> None:
@@ -465,3 +469,106 @@ def test_counter_hash_is_order_independent() -> None:
     assert full is not None and puts is not None
     mask = np.asarray(full["right"].cast(pa.string())) == "PUT"
     assert full.filter(pa.array(mask)).to_pylist() == puts.to_pylist()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# time_columns: `date` + `ms_of_day` instead of `timestamp`
+
+
+def _as_timestamp(row: dict[str, Any]) -> dict[str, Any]:
+    """A date + ms_of_day row as the same row with `timestamp` (fraction omitted when zero)."""
+    row = dict(row)
+    date, ms = str(row.pop("date")).replace("-", ""), row.pop("ms_of_day")
+    day = dt.date(int(date[:4]), int(date[4:6]), int(date[6:]))
+    t = dt.datetime.combine(day, dt.time()) + dt.timedelta(milliseconds=ms)
+    row["timestamp"] = t.isoformat(timespec="milliseconds" if ms % 1000 else "seconds")
+    return row
+
+
+@pytest.mark.parametrize(("shape", "date"), [("date_ms", 20240612), ("date_ms_iso", "2024-06-12")])
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/option/history/quote", {"expiration": DAY, "date": DAY, "interval": "1m"}),
+        ("/option/history/greeks/first_order", {"expiration": DAY, "date": DAY, "interval": "5m"}),
+        ("/option/history/open_interest", {"expiration": "*", "date": DAY}),
+    ],
+)
+def test_time_columns_date_ms_carry_the_same_rows(
+    simulator: Factory, shape: str, date: object, path: str, params: dict[str, str]
+) -> None:
+    normal, other = simulator(), simulator(time_columns=shape)
+    query = {"symbol": "SPXW", "format": "ndjson"} | params
+    want = ndjson(get(normal, path, **query).text)
+    rows = ndjson(get(other, path, **query).text)
+    assert len(rows) == len(want) > 0
+    assert all("timestamp" not in r and r["date"] == date and isinstance(r["ms_of_day"], int) for r in rows)
+    assert [_as_timestamp(r) for r in rows] == want
+    if "greeks" in path:  # other timestamp columns stay text
+        assert all(isinstance(r["underlying_timestamp"], str) for r in rows)
+
+
+def test_time_columns_in_csv_and_json_and_config(simulator: Factory) -> None:
+    sim = simulator(time_columns="date_ms")
+    header = quote(sim, format="csv", interval="1h").text.split("\r\n", 1)[0]
+    assert header.split(",")[4:7] == ["date", "ms_of_day", "bid_size"]
+    body = quote(sim, format="json", interval="1h").json()
+    assert (
+        "timestamp" not in body
+        and body["date"][0] == 20240612
+        and body["ms_of_day"][:2] == [34_200_000, 37_800_000]
+    )
+    with pytest.raises(ValueError, match="time_columns 'ms': not one of timestamp, date_ms, date_ms_iso"):
+        SimConfig(time_columns="ms")
+    args = build_parser().parse_args(["--time-columns", "date_ms_iso"])
+    assert config_from_args(args).time_columns == "date_ms_iso"
+    assert config_from_args(build_parser().parse_args([])).time_columns == "timestamp"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--time-columns", "ms"])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Quiet server: clients that go away are not errors
+
+
+def test_client_gone_is_not_printed(simulator: Factory, capfd: pytest.CaptureFixture[str]) -> None:
+    sim = simulator(chain="full", large_request_rows=None)
+    server = sim._server
+    assert server is not None
+    for error in (BrokenPipeError(32, "Broken pipe"), ConnectionResetError(104, "reset"), TimeoutError()):
+        try:
+            raise error
+        except OSError:
+            server.handle_error(None, ("127.0.0.1", 1))
+    assert capfd.readouterr().err == ""
+    try:
+        raise ValueError("a simulator bug")
+    except ValueError:
+        server.handle_error(None, ("127.0.0.1", 1))
+    assert "ValueError: a simulator bug" in capfd.readouterr().err
+    # Real disconnects: mid-answer, and while a kept-alive connection waits for its next request.
+    linger0 = struct.pack("ii", 1, 0)  # close with a reset
+    request = (
+        f"GET /v3/option/history/quote?symbol=SPXW&expiration={DAY}&date={DAY}&interval=1m&format=ndjson"
+    )
+    for path in (request, "GET /v3/terminal/mdds/status"):
+        with socket.create_connection(("127.0.0.1", sim.port), timeout=5) as s:
+            s.sendall(f"{path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            s.recv(4096)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger0)
+    assert get(sim, "/terminal/mdds/status").text == "CONNECTED"  # both handlers have run by now...
+    time.sleep(0.3)  # ...or are about to finish
+    assert capfd.readouterr().err == ""
+
+
+def test_sim_package_exports_lazily() -> None:
+    code = (
+        "import sys, spx_data.sim as sim; assert 'spx_data.sim.server' not in sys.modules; "
+        "from spx_data.sim import SimConfig, Simulator, main; "
+        "from spx_data.sim.server import SimConfig as C; assert SimConfig is C and sim.main is main"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        import spx_data.sim
+
+        spx_data.sim.nope  # noqa: B018

@@ -4,11 +4,18 @@ The file is cut into blocks at line ends and each block is parsed by pyarrow's C
 small thread pool (the reader releases the GIL), so a ~250 MB body is checked at >1M rows/s on two cores
 without ever being held whole in memory; only each row's key (contract, time: 16 bytes) is kept, for the
 duplicate and rows-per-contract checks at the end. Errors name the line (1-based) where they can.
+
+A row's time is its `timestamp` text or, in the shape some long answers are reported to take, `date`
+(YYYYMMDD number or text, or YYYY-MM-DD) + `ms_of_day` (ms since ET midnight). As in assembly
+(`assemble._date_variant`), the first row decides the shape (and whether `date` is a number or a text)
+for the whole answer. A row lacking that shape's columns but carrying the other's is a `MixedTimeColumns`
+(looked for only on that error path, so a good answer costs nothing more).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 from collections import deque
@@ -32,6 +39,8 @@ MAX_WORKERS = 4  # caps memory: about (workers + 2) blocks and their parsed tabl
 _POOL = pa.system_memory_pool()
 # ET wall clock as the terminal writes it: fraction omitted when zero.
 TIMESTAMP_PATTERN = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?$"
+# `date` of the date + ms_of_day shape, as assembly reads it (assemble._DATE_TEXT): digits, dashes optional
+DATE_PATTERN = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})$")
 _PARSE_ROW = re.compile(r" in row (\d+)$")  # how pyarrow's JSON reader names a block's bad row
 _MS_PER_DAY = 86_400_000
 _EPOCH = dt.date(1970, 1, 1)
@@ -48,12 +57,17 @@ class TornBody(BadResponse):
     """The body does not end with a newline: it was cut short mid-line (transient, worth a retry)."""
 
 
-class _RowError(BadResponse):
-    """A problem first seen at `row` of a block (0-based, blank lines not counted)."""
+class MixedTimeColumns(BadResponse):
+    """Rows of one answer give their time in both shapes: `timestamp`, and `date` + `ms_of_day`."""
 
-    def __init__(self, message: str, row: int) -> None:
+
+class _RowError(BadResponse):
+    """A problem first seen at `row` of a block (0-based, blank lines not counted), raised as `kind`."""
+
+    def __init__(self, message: str, row: int, kind: type[BadResponse] = BadResponse) -> None:
         super().__init__(message)
         self.row = row
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -74,12 +88,32 @@ class Counts:
     contracts: int
 
 
-def validation_schema(dataset: Dataset) -> pa.Schema:
-    """The types every NDJSON row must parse to; timestamps stay strings (checked by pattern)."""
+def validation_schema(dataset: Dataset, date_type: pa.DataType | None = None) -> pa.Schema:
+    """The types every NDJSON row must parse to; timestamps stay strings (checked by pattern).
+
+    With `date_type` (the date + ms_of_day shape) `timestamp` becomes `date` and `ms_of_day`."""
     fields = [pa.field(name, typ) for name, typ in _CONTRACT_TYPES.items()]
     for name, kind in dataset.columns:
-        fields.append(pa.field(name, pa.string() if kind == "timestamp" else ARROW_TYPES[kind]))
+        if name == "timestamp" and date_type is not None:
+            fields += [pa.field("date", date_type), pa.field("ms_of_day", pa.int64())]
+        else:
+            fields.append(pa.field(name, pa.string() if kind == "timestamp" else ARROW_TYPES[kind]))
     return pa.schema(fields)
+
+
+def date_type_of(first_line: bytes, dataset: Dataset) -> pa.DataType | None:
+    """JSON type of `date` when the first row carries date + ms_of_day instead of timestamp, else None.
+
+    The same decision as assembly's (`assemble._date_variant`), so both read a body the same way."""
+    if "timestamp" not in dataset.column_names:
+        return None
+    try:
+        first = json.loads(first_line)
+    except ValueError:
+        return None  # the JSON reader reports it, with its position
+    if not isinstance(first, dict) or "timestamp" in first or "ms_of_day" not in first:
+        return None
+    return pa.int64() if isinstance(first.get("date"), int) else pa.string()
 
 
 def default_workers() -> int:
@@ -99,9 +133,20 @@ def check_ndjson(path: Path, dataset: Dataset, expected: Expected, *, workers: i
         if f.read(1) != b"\n":
             raise TornBody("torn last line (no final newline): the body was cut short")
         f.seek(0)
-        checker = _BlockChecker(dataset, expected)
+        checker = _BlockChecker(dataset, expected, date_type_of(_first_line(f), dataset))
+        f.seek(0)
         seen = _scan(f, checker, workers or default_workers())
-    return _check_keys(seen, expected, "timestamp" in checker.timestamps)
+    return _check_keys(seen, expected, checker.timed)
+
+
+def _first_line(f: BinaryIO) -> bytes:
+    """The first non-blank line (at most BLOCK_SIZE bytes), as assembly peeks at it."""
+    line = b""
+    while not line.strip():
+        line = f.readline(BLOCK_SIZE)
+        if not line:
+            break
+    return line
 
 
 def _check_keys(seen: list[_BlockResult], expected: Expected, timed: bool) -> Counts:
@@ -166,12 +211,19 @@ _NO_ROWS = _BlockResult(np.empty(0, np.int64), np.empty(0, np.int64))
 class _BlockChecker:
     """Checks one block of whole lines; thread-safe (holds only immutable settings)."""
 
-    def __init__(self, dataset: Dataset, expected: Expected) -> None:
-        self._parse = pj.ParseOptions(
-            explicit_schema=validation_schema(dataset), unexpected_field_behavior="ignore"
-        )
+    def __init__(self, dataset: Dataset, expected: Expected, date_type: pa.DataType | None = None) -> None:
+        schema = validation_schema(dataset, date_type)
+        self._parse = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
         self._expected = expected
-        self.timestamps = [name for name, kind in dataset.columns if kind == "timestamp"]
+        self.timed = "timestamp" in dataset.column_names  # rows are keyed by time too
+        self._date_ms = date_type is not None
+        # A row missing one of these may be in the other shape; only then is the row looked at again.
+        self._time_columns = ("date", "ms_of_day") if self._date_ms else ("timestamp",)
+        self.timestamps = [
+            name
+            for name, kind in dataset.columns
+            if kind == "timestamp" and not (self._date_ms and name == "timestamp")
+        ]
 
     def __call__(self, block: memoryview, offset: int, line: int) -> _BlockResult:
         """Check a block whose first line is number `line` of the file."""
@@ -180,9 +232,9 @@ class _BlockChecker:
             table = self._read(block)
             if table.num_rows == 0:  # blank lines only
                 return _NO_ROWS
-            return self._check(table)
+            return self._check(table, block)
         except _RowError as exc:
-            raise BadResponse(f"{where}: {exc} (line {_line_of(block, line, exc.row)})") from None
+            raise exc.kind(f"{where}: {exc} (line {_line_of(block, line, exc.row)})") from None
         except BadResponse as exc:
             raise BadResponse(f"{where}: {exc}") from None
 
@@ -197,10 +249,12 @@ class _BlockChecker:
             message = f"not NDJSON of the expected types: {exc}"
             raise (_RowError(message, int(row[1])) if row else BadResponse(message)) from None
 
-    def _check(self, table: pa.Table) -> _BlockResult:
+    def _check(self, table: pa.Table, block: memoryview) -> _BlockResult:
         for name, column in zip(table.column_names, table.columns, strict=True):
             if column.null_count:
                 row = int(np.flatnonzero(column.is_null().to_numpy())[0])
+                if self.timed and name in self._time_columns:
+                    self._check_shape(block, row)
                 raise _RowError(f"column {name!r} missing or null in {column.null_count} rows", row)
         _only(table["symbol"], {self._expected.symbol}, "symbol")
         _only(table["expiration"], {self._expected.expiration}, "expiration")
@@ -216,6 +270,8 @@ class _BlockChecker:
             )
             if name == "timestamp":
                 time = self._times(values, indices)[indices]
+        if self._date_ms:
+            time = self._date_times(table["date"].combine_chunks(), table["ms_of_day"].to_numpy())
         strike = table["strike"].to_numpy()
         code = np.rint(strike * 1000).astype(np.int64) * 2 + pc.equal(table["right"], "PUT").to_numpy()
         return _BlockResult(code, time)
@@ -240,6 +296,56 @@ class _BlockChecker:
                 (tod < lo) | (tod > hi), values, indices, f"timestamp {{}} is outside the session {span}"
             )
         return local
+
+    def _check_shape(self, block: memoryview, row: int) -> None:
+        """Raise MixedTimeColumns if the block's `row`, which lacks a time column, is in the other shape."""
+        try:
+            found = json.loads(_row_text(block, row))
+        except ValueError:
+            return
+        other = "timestamp" if self._date_ms else "ms_of_day"
+        if isinstance(found, dict) and other in found:
+            shapes = ["`date` + `ms_of_day`", "`timestamp`"][:: 1 if self._date_ms else -1]
+            raise _RowError(
+                f"mixed time columns: the first row has {shapes[0]}, this one {shapes[1]}",
+                row,
+                MixedTimeColumns,
+            )
+
+    def _date_times(self, dates: pa.Array, ms_of_day: np.ndarray) -> np.ndarray:
+        """Naive ms of each row's `date` + `ms_of_day`, checked against the expected day and window."""
+        encoded = pc.dictionary_encode(dates)
+        values, indices = encoded.dictionary, encoded.indices.to_numpy()
+        days = np.array([_day_number(v) for v in values.to_pylist()], np.int64)
+        _first_bad(days == _NOT_A_DAY, values, indices, "date {} is not a date (YYYY-MM-DD or YYYYMMDD)")
+        outside = (ms_of_day < 0) | (ms_of_day >= _MS_PER_DAY)
+        if outside.any():
+            row = int(np.flatnonzero(outside)[0])
+            raise _RowError(f"ms_of_day {ms_of_day[row]} is not a time of day (0..{_MS_PER_DAY - 1})", row)
+        day, window = self._expected.day, self._expected.window
+        if day is not None:
+            _first_bad(days != (day - _EPOCH).days, values, indices, f"date {{}} is not {day}")
+            if window is not None:
+                lo, hi = (_ms_of(t) for t in window)
+                outside = (ms_of_day < lo) | (ms_of_day > hi)
+                if outside.any():
+                    row = int(np.flatnonzero(outside)[0])
+                    at = _fmt_ms(int(ms_of_day[row]))[11:]
+                    span = f"{window[0]:%H:%M}..{window[1]:%H:%M}"
+                    raise _RowError(f"ms_of_day {ms_of_day[row]} ({at}) is outside the session {span}", row)
+        return days[indices] * _MS_PER_DAY + ms_of_day
+
+
+_NOT_A_DAY = np.iinfo(np.int64).min
+
+
+def _day_number(value: object) -> int:
+    """Days since 1970-01-01 of a `date` value as assembly reads it, or _NOT_A_DAY."""
+    match = DATE_PATTERN.match(str(value))
+    try:
+        return (dt.date(*map(int, match.groups())) - _EPOCH).days if match else _NOT_A_DAY
+    except ValueError:  # no such day, such as month 13
+        return _NOT_A_DAY
 
 
 def _first_bad(bad: np.ndarray, values: pa.Array, indices: np.ndarray, message: str) -> None:
@@ -272,12 +378,22 @@ def _only(column: pa.ChunkedArray, allowed: set[str], name: str) -> None:
 
 def _line_of(block: memoryview, first_line: int, row: int) -> int:
     """The file line of a block's row (pyarrow skips blank lines when counting rows); error path only."""
+    return first_line + _row_line(block, row)[0]
+
+
+def _row_text(block: memoryview, row: int) -> bytes:
+    """The text of a block's row; error path only."""
+    return _row_line(block, row)[1]
+
+
+def _row_line(block: memoryview, row: int) -> tuple[int, bytes]:
+    """(line index in the block, text) of a block's row, counted as pyarrow does (blank lines skipped)."""
     for i, line in enumerate(bytes(block).split(b"\n")):
         if line.strip():
             if row == 0:
-                return first_line + i
+                return i, line
             row -= 1
-    return first_line
+    return 0, b""
 
 
 def _scan(f: BinaryIO, checker: _BlockChecker, workers: int) -> list[_BlockResult]:

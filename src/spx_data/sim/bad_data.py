@@ -87,12 +87,18 @@ def _contract(line: bytes) -> tuple[object, object]:
 def _edit_row(kind: str, line: bytes, dataset: Dataset, day: dt.date) -> bytes:
     row = json.loads(line)
     stamp = "timestamp" if "timestamp" in row else next(n for n, k in dataset.columns if k == "timestamp")
+    date_ms = "ms_of_day" in row and "timestamp" not in row  # SimConfig.time_columns date_ms shapes
     if kind == "wrong_type":
         row[value_column(dataset)] = "abc"
     elif kind == "unknown_right":
         row["right"] = "X"
+    elif kind == "outside_session" and date_ms:
+        row["ms_of_day"] = (16 * 60 + 30) * 60_000
     elif kind == "outside_session":  # after every close
         row[stamp] = f"{day.isoformat()}T16:30:00"
+    elif kind == "other_date" and date_ms:
+        before = day - dt.timedelta(days=1)
+        row["date"] = int(f"{before:%Y%m%d}") if isinstance(row["date"], int) else before.isoformat()
     elif kind == "other_date":
         row[stamp] = (day - dt.timedelta(days=1)).isoformat() + row[stamp][10:]
     else:

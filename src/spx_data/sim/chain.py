@@ -629,6 +629,11 @@ def _midnight_ms(day: dt.date) -> int:
 # value buffer is the answer's bytes, handed to the socket without a copy.
 
 Piece = str | pa.Array
+# How history rows carry `timestamp` (SimConfig.time_columns): as such, or as `date` + `ms_of_day` (ms
+# since ET midnight), the shape one report says long multi-day answers may take; `date` a YYYYMMDD
+# number (date_ms) or YYYY-MM-DD text (date_ms_iso).
+TIME_COLUMNS = ("timestamp", "date_ms", "date_ms_iso")
+_DATE_MS_COLUMNS = frozenset(("date", "ms_of_day"))
 _TABLE = 10_000  # whole parts below this come from tables; larger ones (rare) are cast
 _SIGNS = pa.array(["", "-"])
 
@@ -715,7 +720,31 @@ def _contract_text(block: Block, names: Sequence[str], prefixes: Sequence[str], 
     return _join(pieces)
 
 
-def _value_pieces(block: Block, name: str, prefix: str, q: str) -> list[Piece]:
+def answer_columns(names: Sequence[str], time_columns: str = "timestamp") -> list[str]:
+    """An answer's columns: `timestamp` becomes `date` + `ms_of_day` in the date_ms shapes (TIME_COLUMNS)."""
+    if time_columns not in TIME_COLUMNS:
+        raise ValueError(f"time_columns {time_columns!r}: not one of {', '.join(TIME_COLUMNS)}")
+    if time_columns == "timestamp":
+        return list(names)
+    return [n for name in names for n in (("date", "ms_of_day") if name == "timestamp" else (name,))]
+
+
+def _date_ms_pieces(block: Block, name: str, prefix: str, q: str, time_columns: str) -> list[Piece]:
+    """`date` (YYYYMMDD number, or YYYY-MM-DD text for date_ms_iso) or `ms_of_day` of every row."""
+    if name == "date":
+        text = f"{q}{block.day.isoformat()}{q}" if time_columns == "date_ms_iso" else f"{block.day:%Y%m%d}"
+        return [prefix + text]
+    if block.times is not None:  # the interval grid: format each time once
+        grid = _join(_number_pieces(block.times, "size", prefix))
+        return [grid.take(np.tile(np.arange(len(block.times)), len(block.contracts)))]
+    return _number_pieces(block.columns["timestamp"], "size", prefix)
+
+
+def _value_pieces(
+    block: Block, name: str, prefix: str, q: str, time_columns: str = "timestamp"
+) -> list[Piece]:
+    if name in _DATE_MS_COLUMNS and time_columns != "timestamp":
+        return _date_ms_pieces(block, name, prefix, q, time_columns)
     kind = dict(block.dataset.columns)[name]
     if name == "timestamp" and block.times is not None:  # the interval grid: format each time once
         grid = _join(_time_pieces(block.times, prefix, block.day, q))
@@ -725,7 +754,9 @@ def _value_pieces(block: Block, name: str, prefix: str, q: str) -> list[Piece]:
     return _number_pieces(block.columns[name], kind, prefix)
 
 
-def _row_pieces(block: Block, order: Sequence[str], prefixes: Sequence[str], q: str) -> list[Piece]:
+def _row_pieces(
+    block: Block, order: Sequence[str], prefixes: Sequence[str], q: str, time_columns: str = "timestamp"
+) -> list[Piece]:
     """Pieces of every row; adjacent contract columns become one per-contract string taken per row."""
     pieces: list[Piece] = []
     i = 0
@@ -738,7 +769,7 @@ def _row_pieces(block: Block, order: Sequence[str], prefixes: Sequence[str], q: 
             pieces.append(text if isinstance(text, str) else text.take(block.index))
             i = j
         else:
-            pieces += _value_pieces(block, order[i], prefixes[i], q)
+            pieces += _value_pieces(block, order[i], prefixes[i], q, time_columns)
             i += 1
     return pieces
 
@@ -765,17 +796,19 @@ def _prefixes(order: Sequence[str], fmt: Fmt) -> list[str]:
     return [("{" if i == 0 else ",") + f'"{name}":' for i, name in enumerate(order)]
 
 
-def render_block(block: Block, fmt: Fmt, order: Sequence[str]) -> memoryview:
-    """ndjson or csv lines (no csv header) of a block, columns in `order`."""
-    pieces = _row_pieces(block, order, _prefixes(order, fmt), "" if fmt == "csv" else '"')
+def render_block(block: Block, fmt: Fmt, order: Sequence[str], time_columns: str = "timestamp") -> memoryview:
+    """ndjson or csv lines (no csv header) of a block, columns in `order` (see `answer_columns`)."""
+    pieces = _row_pieces(block, order, _prefixes(order, fmt), "" if fmt == "csv" else '"', time_columns)
     return _bytes(_join([*pieces, "\r\n" if fmt == "csv" else "}\n"]))
 
 
-def render_block_columns(block: Block, order: Sequence[str]) -> dict[str, memoryview]:
+def render_block_columns(
+    block: Block, order: Sequence[str], time_columns: str = "timestamp"
+) -> dict[str, memoryview]:
     """For format=json: each column's values as JSON, each value preceded by a comma."""
     out = {}
     for name in order:
-        pieces = _row_pieces(block, [name], [","], '"')
+        pieces = _row_pieces(block, [name], [","], '"', time_columns)
         constant = len(pieces) == 1 and isinstance(pieces[0], str)
         out[name] = memoryview(pieces[0].encode() * block.rows) if constant else _bytes(_join(pieces))
     return out

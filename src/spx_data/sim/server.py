@@ -8,7 +8,8 @@ block by block (about `block_rows` rows each, several MB) by the vectorised form
 Simulator choices beyond the v3 doc: `interval=tick` is served on a one-second grid; `format=html`
 answers 473; `list/strikes` answers `symbol,strike`; list endpoints without a date (`expirations`,
 `strikes`, `dates`) see the chain as of `SimConfig.today` (default: the real date).
-`SimConfig.bad_data` switches make history answers 200s with a wrong body (see `bad_data`).
+`SimConfig.bad_data` switches make history answers 200s with a wrong body (see `bad_data`);
+`SimConfig.time_columns` makes history rows carry `date` + `ms_of_day` instead of `timestamp`.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class SimConfig:
     today: dt.date | None = None  # "now" for list endpoints without a date; None: the real date
     bad_data: tuple[str, ...] = ()  # "KIND" or "KIND@YYYY-MM-DD": history answers spoiled (bad_data.KINDS)
     bad_data_times: int | None = None  # per request: bad this many times, then clean; None: always bad
+    time_columns: str = "timestamp"  # history rows' time: timestamp | date_ms | date_ms_iso (see chain)
 
     def __post_init__(self) -> None:
         if self.chain not in ch.SIZES:
@@ -82,6 +84,7 @@ class SimConfig:
             bd.parse_switch(switch)
         if self.bad_data_times is not None and self.bad_data_times < 0:
             raise ValueError(f"bad_data_times {self.bad_data_times}: must be >= 0")
+        ch.answer_columns((), self.time_columns)  # raises for an unknown shape
 
 
 class Reply(Exception):
@@ -294,7 +297,8 @@ class Routes:
         if not plan:
             raise Reply(472, f"NO_DATA: nothing for {symbol} {exp_text} on {', '.join(map(str, days[:1]))}")
         rows = sum(len(c) * (len(t) if t is not None else 1) for _, parts, t in plan for _, c in parts)
-        order = list(ds.column_names) if fmt != "ndjson" else ch.key_order(ds.column_names, request)
+        names = ch.answer_columns(ds.column_names, self.config.time_columns)
+        order = names if fmt != "ndjson" else ch.key_order(names, request)
         answer = Answer(rows, fmt, lambda: self._history_body(ds, symbol, plan, fmt, order))
         kind = self._bad_kind(request, [day for day, _, _ in plan], fmt) if self.bad_switches else None
         return answer if kind is None else self._spoiled(answer, kind, ds, plan[0][0])
@@ -330,14 +334,14 @@ class Routes:
         if fmt == "json":
             columns: dict[str, list[memoryview]] = {name: [] for name in order}
             for block in blocks:
-                for name, text in ch.render_block_columns(block, order).items():
+                for name, text in ch.render_block_columns(block, order, self.config.time_columns).items():
                     columns[name].append(text)
             yield from ch.json_body(columns)
             return
         if fmt == "csv":
             yield ch.csv_header(order)
         for block in blocks:
-            yield ch.render_block(block, fmt, order)  # type: ignore[arg-type]
+            yield ch.render_block(block, fmt, order, self.config.time_columns)  # type: ignore[arg-type]
 
     def calendar_on_date(self, params: Mapping[str, str]) -> tuple[str, str]:
         day, fmt = _date(params, "date"), _format(params)
@@ -389,7 +393,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._text(404, f"404: no such path {split.path}")
         except Reply as e:
             self._text(e.status, e.text)
-        except (BrokenPipeError, ConnectionResetError):
+        except _CLIENT_GONE:
             self.close_connection = True
         except Exception:  # a simulator bug: answer 500 if nothing was sent yet, else cut the body
             traceback.print_exc()
@@ -504,6 +508,10 @@ def _torn(chunks: Iterable[bytes | memoryview | str]) -> Iterator[bytes | memory
     yield data[: len(data) - max(2, (line + 1) // 2)]
 
 
+# A client that disconnects mid-answer or while its connection idles (read timeouts, fault tests).
+_CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
@@ -524,6 +532,12 @@ class _Server(ThreadingHTTPServer):
         with self._sockets_lock:
             self.open_sockets.discard(request)
         super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Print a handler's traceback, unless the client went away: normal under faults and timeouts."""
+        if isinstance(sys.exc_info()[1], _CLIENT_GONE):
+            return
+        super().handle_error(request, client_address)
 
     def close_open_sockets(self) -> None:
         with self._sockets_lock:
@@ -636,6 +650,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"spoil history answers ({', '.join(bd.KINDS)}); repeatable")  # fmt: skip
     p.add_argument("--bad-data-times", type=int, default=None, metavar="N",
                    help="answer each request bad N times, then clean (default: always bad)")  # fmt: skip
+    p.add_argument("--time-columns", choices=ch.TIME_COLUMNS, default="timestamp",
+                   help="history rows' time: timestamp, or date + ms_of_day with date a YYYYMMDD number "
+                        "(date_ms) or YYYY-MM-DD text (date_ms_iso)")  # fmt: skip
     return p
 
 
@@ -649,6 +666,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         large_request_rows=args.large_request_rows or None, stall_seconds=args.stall_seconds,
         disconnect_seconds=args.disconnect_seconds, starting_seconds=args.starting_seconds,
         host=args.host, port=args.port, bad_data=tuple(args.bad_data), bad_data_times=args.bad_data_times,
+        time_columns=args.time_columns,
     )  # fmt: skip
 
 
