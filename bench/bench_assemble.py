@@ -1,14 +1,19 @@
 """Benchmark of assembly: a synthetic quote day as per-expiration NDJSON → parquet via assemble_day,
-against the naive pandas baseline (read_json per file, concat, to_parquet).
+against the naive pandas baseline (read_json per file, concat, to_parquet) measured in the same run.
 
-Every measurement runs in a fresh child process pinned to CPU 0 (sched_setaffinity, as `taskset -c 0`)
-with pyarrow's CPU and I/O pools set to one thread, so rows/s are one-core numbers and the child's
-ru_maxrss is the peak RSS of that measurement alone. Wall and CPU seconds cover the call only
-(imports excluded); RSS includes the interpreter and imports.
+Every measurement runs in a fresh child process pinned to one CPU (sched_setaffinity, as `taskset -c`)
+with pyarrow's CPU and I/O pools set to one thread (DuckDB runs with threads=1), so rows/s are one-core
+numbers and the child's ru_maxrss is the peak RSS of that measurement alone. Wall and CPU seconds cover
+the call only (imports excluded); RSS includes the interpreter and imports. Other jobs on the machine
+make wall times noisy: compare only numbers of the same run, and mind the load averages printed at the
+start and the end. CPU seconds are the steadier measure.
 
-    .venv/bin/python bench/bench_assemble.py                 # ~2M rows, assemble x3 + pandas once
-    .venv/bin/python bench/bench_assemble.py --rows 10000000 --no-baseline
-    .venv/bin/python bench/bench_assemble.py --scaling       # 0.1x / 1x / 4x of --rows: RSS must stay flat
+`--reference FILE` also measures another assemble.py (e.g. a copy of the one before a change),
+alternating runs with the current one, and checks that both write byte-identical parquet files.
+
+    .venv/bin/python bench/bench_assemble.py                 # 1x day (~2M rows): assemble x3, pandas x1
+    .venv/bin/python bench/bench_assemble.py --scaling       # 0.1x / 1x / 4x: RSS must stay flat
+    .venv/bin/python bench/bench_assemble.py --scaling --reference /tmp/assemble_old.py
 """
 
 from __future__ import annotations
@@ -16,9 +21,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
+import importlib.util
 import json
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -27,10 +32,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from machine import describe
 
 DAY = dt.date(2024, 1, 2)
 INTERVALS = 391  # 1m, 09:30..16:00
@@ -42,6 +49,9 @@ KEY_ORDER = (
     "timestamp", "symbol", "bid_size", "bid_exchange", "bid", "bid_condition", "strike", "right",
     "ask_size", "ask_exchange", "ask", "ask_condition", "expiration",
 )  # fmt: skip
+TARGET_ROWS_PER_S = 500_000
+TARGET_PANDAS_RATIO = 10
+TARGET_RSS_MB = 512
 
 
 # --- synthetic NDJSON ---------------------------------------------------------------------------------
@@ -102,11 +112,7 @@ def synthetic_day(folder: Path, rows: int) -> list[dict[str, object]]:
         expiration = (DAY + dt.timedelta(days=7 * i)).isoformat()
         path = folder / f"{symbol}-{expiration}.ndjson"
         n = expiration_ndjson(path, symbol, expiration, strikes, seed=i)
-        with open(path, "rb") as f:
-            digest = hashlib.file_digest(f, "sha256").hexdigest()
-        manifest.append(
-            {"symbol": symbol, "expiration": expiration, "path": str(path), "sha256": digest, "rows": n}
-        )
+        manifest.append({"symbol": symbol, "expiration": expiration, "path": str(path), "rows": n})
         total += n
         i += 1
     return manifest
@@ -121,47 +127,62 @@ def _pin() -> None:
     pa.set_io_thread_count(1)
 
 
-def child_assemble(manifest: list[dict[str, object]], out: Path, hash_sources: bool) -> dict[str, float]:
+def _assemble_module(path: str) -> Any:
+    if not path:
+        from spx_data import assemble
+
+        return assemble
+    spec = importlib.util.spec_from_file_location("reference_assemble", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def child_assemble(manifest: list[dict[str, Any]], out: Path, module_path: str) -> dict[str, Any]:
     from spx_data import datasets
-    from spx_data.assemble import Source, assemble_day
     from spx_data.calendar import Session
 
+    assemble = _assemble_module(module_path)
     sources = [
-        Source(
-            str(m["symbol"]),
-            str(m["expiration"]),
-            Path(str(m["path"])),
-            None if hash_sources else str(m["sha256"]),
-        )
-        for m in manifest
+        assemble.Source(str(m["symbol"]), str(m["expiration"]), Path(str(m["path"]))) for m in manifest
     ]
     session = Session(DAY, dt.time(16, 0))
     wall, cpu = time.perf_counter(), time.process_time()
-    result = assemble_day(
+    result = assemble.assemble_day(
         datasets.get("quote"), session, "1m", sources, out, out.with_name(out.name + ".sha256"), {}
     )
     return {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu, "rows": result.rows,
-            "bytes": result.bytes}  # fmt: skip
+            "bytes": result.bytes, "sha256": result.sha256}  # fmt: skip
 
 
-def child_parse(manifest: list[dict[str, object]]) -> dict[str, float]:
-    """The floor: pyarrow's JSON reader alone over the same files, with assembly's options."""
+def child_parse(manifest: list[dict[str, Any]], strict: bool) -> dict[str, Any]:
+    """The floor: one of assembly's readers alone over the same files (DuckDB's with its byte census,
+    or the strict pyarrow reader), with assembly's options and no conversion."""
     import pyarrow.json as pj
 
-    from spx_data import assemble, datasets
+    from spx_data import assemble, datasets, ndjson_duckdb
 
-    options = pj.ParseOptions(
-        explicit_schema=assemble._raw_schema(datasets.get("quote"), None), unexpected_field_behavior="error"
-    )
+    schema = assemble._raw_schema(datasets.get("quote"), None)
+    options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
+    reader = ndjson_duckdb.Reader()
     wall, cpu = time.perf_counter(), time.process_time()
     rows = 0
     for m in manifest:
-        for batch in pj.open_json(str(m["path"]), assemble._read_options(), options):
+        path = Path(str(m["path"]))
+        if strict:
+            batches = pj.open_json(str(path), assemble._read_options(), options)
+        else:  # per row, the text values' special bytes: symbol, expiration, two '-' in the timestamp
+            texts = ndjson_duckdb.specials(str(m["symbol"]) + str(m["expiration"])) + 2
+            batches = reader.batches(path, schema, assemble._batch_rows(), texts)
+        for batch in batches:
             rows += batch.num_rows
+    reader.close()
     return {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu, "rows": rows, "bytes": 0}
 
 
-def child_pandas(manifest: list[dict[str, object]], out: Path) -> dict[str, float]:
+def child_pandas(manifest: list[dict[str, Any]], out: Path) -> dict[str, Any]:
     import pandas as pd
 
     wall, cpu = time.perf_counter(), time.process_time()
@@ -172,23 +193,24 @@ def child_pandas(manifest: list[dict[str, object]], out: Path) -> dict[str, floa
             "bytes": out.stat().st_size}  # fmt: skip
 
 
-def run_child(kind: str, manifest_path: Path, out: Path, hash_sources: bool) -> dict[str, float]:
+def run_child(kind: str, manifest_path: Path, out: Path, module_path: str = "") -> dict[str, Any]:
     out.unlink(missing_ok=True)
-    cmd = [sys.executable, __file__, "--child", kind, str(manifest_path), str(out)]
-    cmd += ["--hash-sources"] if hash_sources else []
+    cmd = [sys.executable, __file__, "--child", kind, str(manifest_path), str(out), module_path]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{kind} child failed:\n{done.stderr}")
+    out.unlink(missing_ok=True)
+    out.with_name(out.name + ".sha256").unlink(missing_ok=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _child_main(kind: str, manifest_path: Path, out: Path, hash_sources: bool) -> None:
+def _child_main(kind: str, manifest_path: Path, out: Path, module_path: str) -> None:
     _pin()
     manifest = json.loads(manifest_path.read_text())
     if kind == "assemble":
-        result = child_assemble(manifest, out, hash_sources)
-    elif kind == "parse":
-        result = child_parse(manifest)
+        result = child_assemble(manifest, out, module_path)
+    elif kind in ("parse", "parse-strict"):
+        result = child_parse(manifest, strict=kind == "parse-strict")
     else:
         result = child_pandas(manifest, out)
     result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -198,131 +220,166 @@ def _child_main(kind: str, manifest_path: Path, out: Path, hash_sources: bool) -
 # --- report ---------------------------------------------------------------------------------------------
 
 
-def machine() -> str:
-    import pandas as pd
-
-    meminfo = Path("/proc/meminfo").read_text().splitlines()
-    mem_kb = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal"))
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line), "?")
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (
-        f"machine: {os.cpu_count()} cores ({model}), {mem_kb / 2**20:.1f} GiB RAM, load avg {load}\n"
-        f"python {platform.python_version()}, pyarrow {pa.__version__}, pandas {pd.__version__}, "
-        f"numpy {np.__version__}\n"
-        "one core: child pinned to one CPU (sched_setaffinity = taskset -c 0) and "
-        "pyarrow.set_cpu_count(1) + set_io_thread_count(1)"
-    )
+def _load() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def prepare(workdir: Path, rows: int, tag: str) -> tuple[Path, int, float]:
+def prepare(workdir: Path, rows: int, tag: str) -> tuple[Path, int]:
     t = time.perf_counter()
     manifest = synthetic_day(workdir / tag, rows)
     path = workdir / f"{tag}.json"
     path.write_text(json.dumps(manifest))
     size = sum(Path(str(m["path"])).stat().st_size for m in manifest)
-    total = sum(int(m["rows"]) for m in manifest)  # type: ignore[call-overload]
+    total = sum(int(str(m["rows"])) for m in manifest)
     print(
         f"[{tag}] generated {total:,} rows in {len(manifest)} expirations, {size / 2**20:,.0f} MiB NDJSON "
-        f"in {time.perf_counter() - t:.1f} s"
+        f"in {time.perf_counter() - t:.1f} s (load avg {_load()})"
     )
-    return path, total, size
+    return path, total
 
 
-def measure(kind: str, manifest: Path, out: Path, repeat: int, hash_sources: bool) -> list[dict[str, float]]:
-    return [run_child(kind, manifest, out, hash_sources) for _ in range(repeat)]
-
-
-def summary(name: str, runs: list[dict[str, float]]) -> dict[str, float]:
+def summary(name: str, runs: list[dict[str, Any]]) -> dict[str, float]:
     rows = runs[0]["rows"]
     best = min(r["wall"] for r in runs)
     med = statistics.median(r["wall"] for r in runs)
     cpu = min(r["cpu"] for r in runs)
     rss = max(r["rss_mb"] for r in runs)
     print(
-        f"  {name:<9} {rows:>11,.0f} rows  wall best {best:7.2f} s ({rows / best:>9,.0f} rows/s)  "
-        f"median {med:7.2f} s ({rows / med:>9,.0f} rows/s)  "
-        f"cpu best {cpu:7.2f} s ({rows / cpu:>9,.0f} rows/s)  "
-        f"peak RSS {rss:6.0f} MB  file {runs[0]['bytes'] / 2**20:6.1f} MiB  (n={len(runs)})"
+        f"  {name:<12} {rows:>11,.0f} rows  wall best {best:6.2f} s ({rows / best:>9,.0f} rows/s)  "
+        f"median {med:6.2f} s ({rows / med:>9,.0f} rows/s)  "
+        f"cpu best {cpu:6.2f} s ({rows / cpu:>9,.0f} rows/s)  "
+        f"peak RSS {rss:5.0f} MB  file {runs[0]['bytes'] / 2**20:5.1f} MiB  (n={len(runs)})"
     )
     return {"rows": rows, "best": best, "median": med, "cpu": cpu, "rss": rss}
+
+
+def measure_size(
+    workdir: Path, tag: str, rows: int, args: argparse.Namespace, pandas: bool, floors: bool
+) -> dict[str, dict[str, float]]:
+    manifest, _ = prepare(workdir, rows, tag)
+    out = workdir / "out" / f"{tag}.parquet"
+    out.parent.mkdir(exist_ok=True)
+    ours: list[dict[str, Any]] = []
+    ref: list[dict[str, Any]] = []
+    for _ in range(args.repeat):  # alternate, so that a change of load hits both alike
+        ours.append(run_child("assemble", manifest, out))
+        if args.reference:
+            ref.append(run_child("assemble", manifest, out, str(args.reference)))
+    results = {"assemble": summary("assemble", ours)}
+    if ref:
+        results["reference"] = summary("reference", ref)
+        same = {r["sha256"] for r in ours + ref}
+        print(
+            f"  parquet bytes identical to the reference's: {'yes' if len(same) == 1 else 'NO'} "
+            f"(sha256 {ours[0]['sha256'][:16]}…)"
+        )
+        r, o = results["reference"], results["assemble"]
+        print(
+            f"  assemble vs reference: {r['median'] / o['median']:.2f}x median wall, "
+            f"{r['cpu'] / o['cpu']:.2f}x cpu"
+        )
+    if floors:
+        fast = summary("parse duckdb", [run_child("parse", manifest, out) for _ in range(args.repeat)])
+        strict = summary("parse strict", [run_child("parse-strict", manifest, out) for _ in range(1)])
+        o = results["assemble"]
+        print(
+            f"  DuckDB parsing (+census) alone: {fast['cpu'] / o['cpu']:.0%} of assembly's CPU time; "
+            f"the strict pyarrow reader alone takes {strict['cpu'] / fast['cpu']:.1f}x DuckDB's"
+        )
+    if pandas:
+        base = summary("pandas", [run_child("pandas", manifest, workdir / "out" / "pandas.parquet")])
+        results["pandas"] = base
+        o = results["assemble"]
+        print(
+            f"  ratio assemble/pandas: wall median {base['median'] / o['median']:.1f}x, "
+            f"cpu {base['cpu'] / o['cpu']:.1f}x; peak RSS {o['rss']:.0f} MB vs {base['rss']:.0f} MB"
+        )
+    verdict(results)
+    shutil.rmtree(workdir / tag)  # keep at most one size on disk
+    return results
+
+
+def verdict(results: dict[str, dict[str, float]]) -> None:
+    o = results["assemble"]
+    rate = o["rows"] / o["median"]
+    print(
+        f"  target >= {TARGET_ROWS_PER_S:,} rows/s on one core (median wall): "
+        f"{'met' if rate >= TARGET_ROWS_PER_S else 'NOT met'} ({rate:,.0f}; cpu {o['rows'] / o['cpu']:,.0f})"
+    )
+    if "pandas" in results:
+        ratio = results["pandas"]["median"] / o["median"]
+        print(
+            f"  target >= {TARGET_PANDAS_RATIO}x pandas (median wall): "
+            f"{'met' if ratio >= TARGET_PANDAS_RATIO else 'NOT met'} ({ratio:.1f}x)"
+        )
+    print(
+        f"  target peak RSS <= {TARGET_RSS_MB} MB: {'met' if o['rss'] <= TARGET_RSS_MB else 'NOT met'} "
+        f"({o['rss']:.0f} MB)"
+    )
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=2_000_000, help="rows of the 1x day (default 2,000,000)")
-    p.add_argument("--scaling", action="store_true", help="measure assembly at 0.1x, 1x and 4x --rows")
+    p.add_argument("--scaling", action="store_true", help="measure at 0.1x, 1x and 4x --rows")
     p.add_argument("--repeat", type=int, default=3, help="assembly runs per size (best and median shown)")
     p.add_argument("--no-baseline", action="store_true", help="skip the pandas baseline")
     p.add_argument(
-        "--hash-sources", action="store_true", help="let assembly hash the NDJSON (no known sha256)"
+        "--pandas-4x", action="store_true", help="run pandas at 4x too (several GB of RAM; off by default)"
     )
+    p.add_argument("--reference", type=Path, help="another assemble.py to measure and compare bytes with")
     p.add_argument("--workdir", type=Path, help="where to put the data (default: a temp folder, removed)")
-    p.add_argument("--child", nargs=3, metavar=("KIND", "MANIFEST", "OUT"), help=argparse.SUPPRESS)
+    p.add_argument("--child", nargs=4, metavar=("KIND", "MANIFEST", "OUT", "MODULE"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        _child_main(args.child[0], Path(args.child[1]), Path(args.child[2]), args.hash_sources)
+        _child_main(args.child[0], Path(args.child[1]), Path(args.child[2]), args.child[3])
         return
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-assemble-"))
-    print(machine())
+    print(describe("pyarrow", "duckdb", "pandas", "numpy"))
+    print(f"load avg (1, 5, 15 min) at start: {_load()}")
     print(
-        "sources' sha256: "
-        + ("computed by assembly" if args.hash_sources else "given (as the fetch step does)")
+        "one core: each child pinned to one CPU (sched_setaffinity = taskset -c), "
+        "pyarrow.set_cpu_count(1) + set_io_thread_count(1), DuckDB threads=1"
     )
+    if args.reference:
+        digest = hashlib.sha256(args.reference.read_bytes()).hexdigest()[:16]
+        print(f"reference: {args.reference} (sha256 {digest}…)")
     try:
         if args.scaling:
             scaling(workdir, args)
         else:
-            single(workdir, args)
+            measure_size(workdir, "1x", args.rows, args, pandas=not args.no_baseline, floors=True)
     finally:
+        print(f"load avg (1, 5, 15 min) at end: {_load()}")
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def single(workdir: Path, args: argparse.Namespace) -> None:
-    manifest, _, _ = prepare(workdir, args.rows, "1x")
-    out = workdir / "out" / "day.parquet"
-    out.parent.mkdir(exist_ok=True)
-    ours = summary("assemble", measure("assemble", manifest, out, args.repeat, args.hash_sources))
-    floor = summary("json only", measure("parse", manifest, out, args.repeat, False))
-    print(
-        f"  JSON parsing alone takes {floor['median'] / ours['median']:.0%} of assembly's median wall time "
-        f"({floor['cpu'] / ours['cpu']:.0%} of its best CPU time)"
-    )
-    if args.no_baseline:
-        return
-    base = summary(
-        "pandas", measure("pandas", workdir / "1x.json", workdir / "out" / "pandas.parquet", 1, False)
-    )
-    print(
-        f"  ratio assemble/pandas: wall best {base['best'] / ours['best']:.1f}x, "
-        f"median {base['median'] / ours['median']:.1f}x, cpu {base['cpu'] / ours['cpu']:.1f}x; "
-        f"peak RSS {ours['rss']:.0f} MB vs {base['rss']:.0f} MB"
-    )
-    verdict(ours, base)
-
-
-def verdict(ours: dict[str, float], base: dict[str, float] | None) -> None:
-    rate = ours["rows"] / ours["median"]
-    print(f"  target >= 500,000 rows/s on one core (median wall): {'met' if rate >= 500_000 else 'NOT met'}")
-    if base is not None:
-        ratio = base["median"] / ours["median"]
-        print(f"  target >= 10x pandas (median wall): {'met' if ratio >= 10 else 'NOT met'} ({ratio:.1f}x)")
-
-
 def scaling(workdir: Path, args: argparse.Namespace) -> None:
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, dict[str, dict[str, float]]] = {}
     for factor in (0.1, 1, 4):
         tag = f"{factor:g}x"
-        manifest, _, _ = prepare(workdir, int(args.rows * factor), tag)
-        out = workdir / "out" / f"{tag}.parquet"
-        out.parent.mkdir(exist_ok=True)
-        results[tag] = summary("assemble", measure("assemble", manifest, out, args.repeat, args.hash_sources))
-        shutil.rmtree(workdir / tag)  # keep at most one size on disk
-        out.unlink()
-    growth = results["4x"]["rss"] / results["1x"]["rss"]
-    print(f"  peak RSS 1x → 4x: {results['1x']['rss']:.0f} → {results['4x']['rss']:.0f} MB ({growth:.2f}x); "
-          f"target within 20%: {'met' if growth <= 1.2 else 'NOT met'}")  # fmt: skip
+        pandas = not args.no_baseline and (factor <= 1 or args.pandas_4x)
+        results[tag] = measure_size(workdir, tag, int(args.rows * factor), args, pandas, floors=factor == 1)
+    print("summary (assemble; one core; rows/s from the median wall time and from the best CPU time):")
+    for tag, r in results.items():
+        o = r["assemble"]
+        line = (
+            f"  {tag:>4}: {o['rows']:>10,.0f} rows  {o['rows'] / o['median']:>9,.0f} rows/s wall  "
+            f"{o['rows'] / o['cpu']:>9,.0f} rows/s cpu  peak RSS {o['rss']:4.0f} MB"
+        )
+        if "pandas" in r:
+            line += f"  pandas ratio {r['pandas']['median'] / o['median']:.1f}x"
+        if "reference" in r:
+            line += f"  vs reference {r['reference']['median'] / o['median']:.2f}x"
+            line += f" (ref {r['reference']['rows'] / r['reference']['median']:,.0f} rows/s"
+            line += f", RSS {r['reference']['rss']:.0f} MB)"
+        print(line)
+    one, four = results["1x"]["assemble"]["rss"], results["4x"]["assemble"]["rss"]
+    print(
+        f"  peak RSS 1x → 4x: {one:.0f} → {four:.0f} MB ({four / one:.2f}x); "
+        f"target within 20%: {'met' if four / one <= 1.2 else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
 """Assembly: a day's per-expiration NDJSON files → one validated, byte-reproducible parquet + sidecar.
 
-Sources are parsed one at a time with pyarrow's JSON reader against an explicit schema of the raw
-JSON types, block by block, so memory is bounded by the largest expiration rather than the day. Each
-expiration is converted to the archive schema (DESIGN.md §3), validated, sorted by
-(right, strike, timestamp) and written as its own row group(s). The written file is re-read and
-checked before it is renamed into place; the sidecar comes last.
+Sources are parsed one at a time against an explicit schema of the raw JSON types, batch by batch,
+so memory is bounded by the largest expiration rather than the day. The reference parser is pyarrow's
+strict JSON reader (unexpected fields refused). DuckDB's `read_json` on one thread is tried first, as
+it parses ~2x faster, and its rows are kept only when ndjson_duckdb proves them equal to what the
+strict reader gives; otherwise, and on any error, the file is read again strictly, so the result and
+every error message are the strict reader's. Each expiration is converted to the archive schema
+(DESIGN.md §3), validated, sorted by (right, strike, timestamp) and written as its own row group(s).
+The written file is re-read and checked before it is renamed into place; the sidecar comes last.
 
 Sorting and key checks use one int64 per row: right (1 bit) | strike in thousandths (34 bits, enough
 for decimal128(10, 3)) | milliseconds since the session day's midnight (27 bits). Within one
@@ -17,10 +20,11 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import logging
 import os
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -33,7 +37,7 @@ import pyarrow.json as pj
 import pyarrow.parquet as pq
 
 import spx_data
-from spx_data import atomic, checksum
+from spx_data import atomic, checksum, ndjson_duckdb
 from spx_data.calendar import INTERVAL_SECONDS, OPEN, Session
 from spx_data.datasets import SCHEMA_VERSION, TZ, Dataset
 from spx_data.errors import ConfigError, ValidationError
@@ -63,6 +67,7 @@ _RAW_TYPES: dict[str, pa.DataType] = {
 }
 _ET = ZoneInfo(TZ)
 _EPOCH = dt.date(1970, 1, 1)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -241,11 +246,12 @@ def _write(
     listed: list[dict[str, object]] = []
     total = 0
     writer = _writer(tmp, schema)
+    fast = ndjson_duckdb.Reader()
     try:
         for src in sources:
             rows = 0
             if src.path.stat().st_size > 0:
-                table = _load(_Job(dataset, session, interval, src), symbols)
+                table = _load(_Job(dataset, session, interval, src), symbols, fast)
                 writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
                 rows = table.num_rows
                 del table
@@ -265,6 +271,7 @@ def _write(
         }
         writer.add_key_value_metadata(footer)
     finally:
+        fast.close()
         writer.close()
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
@@ -356,16 +363,60 @@ def _blocks(job: _Job) -> Iterator[pa.RecordBatch]:
         raise job.fail(f"not NDJSON of {','.join(schema.names)}: {e}") from None
 
 
-def _load(job: _Job, symbols: pa.Array) -> pa.Table:
-    """The source's rows in the archive schema, validated and sorted by (right, strike, timestamp)."""
+def _fast_blocks(job: _Job, fast: ndjson_duckdb.Reader) -> Generator[pa.RecordBatch, None, None] | None:
+    """DuckDB's batches of the source, None where the proof cannot apply (ndjson_duckdb's docstring).
+
+    The proof needs every text column validated by _convert as text no other JSON value can give:
+    symbol and expiration equal to the source's (checked here to be such texts), right CALL or PUT,
+    timestamps matching _TS_TEXT (two '-' each, no other special byte)."""
+    path = job.src.path
+    schema = _raw_schema(job.dataset, None)
+    if not ndjson_duckdb.eligible(path, schema) or _date_variant(path, job.dataset) is not None:
+        return None
+    src = job.src
+    if not (ndjson_duckdb.plain_text(src.symbol) and ndjson_duckdb.plain_text(src.expiration)):
+        return None
+    timestamps = sum(1 for _, kind in job.dataset.columns if kind == "timestamp")
+    texts = sum(1 for f in schema if f.type == pa.string())
+    right = {ndjson_duckdb.specials(r) for r in _RIGHTS}
+    if texts != 3 + timestamps or len(right) != 1:  # a text column _convert does not validate so
+        return None
+    per_row = ndjson_duckdb.specials(src.symbol + src.expiration) + right.pop() + 2 * timestamps
+    # Rows per batch tied to _BLOCK_SIZE (1 MiB -> 32,768 rows, ~6 MB of Arrow columns; measured a few %
+    # faster and 15 MB leaner than 131,072), so a test that shrinks the blocks shrinks both readers'.
+    return fast.batches(path, schema, _batch_rows(), per_row)
+
+
+def _batch_rows() -> int:
+    return max(1, _BLOCK_SIZE // 32)
+
+
+def _convert_all(blocks: Iterator[pa.RecordBatch], job: _Job) -> list[_Batch]:
     batches: list[_Batch] = []
     seen = 0
-    for block in _blocks(job):
+    for block in blocks:
         if block.num_rows:
             batches.append(_convert(block, job, seen))
             seen += block.num_rows
     if not seen:
         raise job.fail("no rows, although the file is not empty")
+    return batches
+
+
+def _load(job: _Job, symbols: pa.Array, fast: ndjson_duckdb.Reader) -> pa.Table:
+    """The source's rows in the archive schema, validated and sorted by (right, strike, timestamp)."""
+    batches: list[_Batch] | None = None
+    blocks = _fast_blocks(job, fast)
+    if blocks is not None:
+        try:
+            batches = _convert_all(blocks, job)
+        except (ValidationError, ndjson_duckdb.NotProven) as e:
+            log.debug("%s: read again with the strict reader (%s)", job.src.path, e)
+            job.parsed.clear()  # read it again strictly: its result or error is the answer
+        finally:
+            blocks.close()
+    if batches is None:
+        batches = _convert_all(_blocks(job), job)
     key = np.concatenate([b.key for b in batches])
     order = None if bool(np.all(key[1:] > key[:-1])) else np.argsort(key, kind="stable")
     if order is not None:
