@@ -25,35 +25,13 @@ import pyarrow.parquet as pq
 import requests
 import yaml
 from machine import describe
+from simproc import simulator
 
 from spx_data import calendar, datasets
 from spx_data.sim import chain as ch
 
 PROJECT = Path(__file__).resolve().parents[1]
 DATASETS = ["quote", "greeks_first_order"]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_sim(port: int, chain: str) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "spx_data.sim.server", "--chain", chain, "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-    )
-    for _ in range(300):
-        try:
-            requests.get(f"http://127.0.0.1:{port}/v3/terminal/mdds/status", timeout=1)
-            return proc
-        except requests.RequestException:
-            time.sleep(0.1)
-    proc.kill()
-    sys.exit("the simulator did not start")
 
 
 def kind_of(cmdline: list[str]) -> str | None:
@@ -121,10 +99,7 @@ def main() -> None:
     start = dt.date.fromisoformat(args.start)
     first = calendar.sessions(start, start + dt.timedelta(days=40))[: args.sessions]
     print(describe("snakemake", "pyarrow", "requests", "numpy"))
-    port = free_port()
-    sim = start_sim(port, args.chain)
-    url = f"http://127.0.0.1:{port}"
-    try:
+    with simulator(chain=args.chain) as (url, _):
         base_s, base_rows, base_bytes = serve_only(url, first, args.chain)
         mib = base_bytes / 2**20
         print(
@@ -167,9 +142,6 @@ def main() -> None:
         print(f"  archiving vs serving alone: {wall / base_s:.2f}× the simulator-only time")
         for kind, peak in sorted(sampler.peak.items()):
             print(f"  peak RSS {kind}: {peak / 2**20:.0f} MiB")
-    finally:
-        sim.terminate()
-        sim.wait()
 
 
 if __name__ == "__main__":

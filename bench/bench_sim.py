@@ -18,9 +18,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,10 +26,11 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from importlib.metadata import version
 from pathlib import Path
 
 import requests
+from machine import describe
+from simproc import cpu_seconds, simulator
 
 from spx_data.datasets import DATASETS
 from spx_data.sim import chain as ch
@@ -55,51 +53,10 @@ while True:
 """
 
 
-def machine() -> str:
-    mem = next(
-        (int(line.split()[1]) // 1024 for line in Path("/proc/meminfo").read_text().splitlines()
-         if line.startswith("MemTotal")), 0,
-    )  # fmt: skip
-    libs = ", ".join(f"{p} {version(p)}" for p in ("numpy", "pyarrow", "requests", "urllib3"))
-    cores = len(os.sched_getaffinity(0))
-    return (
-        f"machine: {platform.machine()} {platform.processor() or ''} {cores} cores usable "
-        f"({os.cpu_count()} logical), {mem} MiB RAM, Linux {platform.release()}\n"
-        f"python {platform.python_version()}, {libs}"
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 @contextmanager
 def sim_process(seed: int, tier: int) -> Iterator[tuple[str, int]]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "spx_data.sim.server", "--chain", "full", "--seed", str(seed),
-           "--port", str(port), "--tier", str(tier), "--large-request-rows", "0"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                if requests.get(f"{url}/v3/terminal/mdds/status", timeout=1).text == "CONNECTED":
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("simulator did not start")
-        yield url, proc.pid
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with simulator("--seed", str(seed), "--tier", str(tier), "--large-request-rows", "0") as found:
+        yield found
 
 
 def read(
@@ -170,7 +127,7 @@ def main() -> int:
     p.add_argument("--tier", type=int, default=4, help="slots, and clients of the parallel full-day run")
     p.add_argument("--no-full-day", action="store_true")
     args = p.parse_args()
-    print(machine())
+    print(describe("numpy", "pyarrow", "requests", "urllib3"))
     listed = ch.Chain("full", args.seed).listing(args.day)
     if not listed:
         print(f"{args.day} is not a session")
