@@ -349,7 +349,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     with _ledger(cfg) as ledger:
         problems = verify.verify_archive(cfg, ledger)
         for p in problems:
-            print(f"BAD {p.path}: {p.problem}")
+            # Problems from the file checks already start with the path.
+            print(f"BAD {p.problem}" if p.problem.startswith(str(p.path)) else f"BAD {p.path}: {p.problem}")
         if args.repair:
             for ds, day in sorted({(p.dataset, p.day) for p in problems}):
                 dest = verify.quarantine(cfg, ds, day, reason="failed verify")

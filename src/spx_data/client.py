@@ -306,9 +306,11 @@ class _PartFile:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if not self._file.closed:
-            self._file.close()
-        self.path.unlink(missing_ok=True)  # after commit the temp name is gone already
+        try:
+            if not self._file.closed:
+                self._file.close()  # flushes: may raise ENOSPC again
+        finally:
+            self.path.unlink(missing_ok=True)  # after commit the temp name is gone already
 
     def reset(self) -> None:
         self._file.seek(0)

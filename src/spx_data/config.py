@@ -126,8 +126,9 @@ def _coerce(value: Any, spec: Mapping[str, Any]) -> Any:
 
 def _fmt(value: Any) -> str:
     if isinstance(value, list):
-        return "[" + ", ".join(map(str, value)) + "]"
-    return str(value)
+        return "[" + ", ".join(map(_fmt, value)) + "]"
+    text = str(value)
+    return text if text.isprintable() else repr(text)  # a newline or NUL must not break the one line
 
 
 def _explain(error: Any) -> str:
@@ -162,7 +163,7 @@ def _date(key: str, value: Any) -> dt.date:
     try:
         return dt.date.fromisoformat(str(value))
     except ValueError:
-        raise ConfigError(f"{key} {value}: not a date (YYYY-MM-DD)") from None
+        raise ConfigError(f"{key} {_fmt(value)}: not a date (YYYY-MM-DD)") from None
 
 
 def _check_url(url: str, allow_remote: bool) -> str:
@@ -182,6 +183,8 @@ def _check_url(url: str, allow_remote: bool) -> str:
 
 
 def _check_writable(key: str, path: Path, is_file: bool = False) -> Path:
+    if not str(path).isprintable():
+        raise ConfigError(f"{key} {_fmt(str(path))}: control characters are not allowed in a path")
     if path.exists():
         if is_file and path.is_file():
             if not os.access(path, os.W_OK):

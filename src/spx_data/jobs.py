@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from spx_data import atomic, datasets, listing, outcomes
+from spx_data import datasets, listing, outcomes
 from spx_data.calendar import session_on
 from spx_data.paths import Layout, check_date, check_symbol
 
@@ -48,9 +48,6 @@ def fetch(args: argparse.Namespace) -> int:
             rows_per_contract=session.intervals(args.interval) if dataset.interval_based else None,
         )  # fmt: skip
     except Exception as e:
-        # The client removes its part file, but one whose close failed (ENOSPC while flushing) stays and
-        # keeps the disk full, so even this outcome could not be written: remove it here too.
-        atomic.sweep(Path(args.out))
         outcomes.write_event(
             layout.outcomes(), "fetch", **fields, status="failed", http_status=getattr(e, "status", None),
             attempts=None, rows=0, bytes=0, seconds=round(time.monotonic() - started, 3), sha256=None,
