@@ -122,7 +122,19 @@ def test_config_set_keeps_comments_and_validates(tmp_path: Path) -> None:
 
 
 def test_help_for_every_command(project: Project) -> None:
-    for cmd in ("config", "doctor", "gaps", "run", "status", "list", "retry", "verify", "ledger", "demo"):
+    for cmd in (
+        "config",
+        "doctor",
+        "gaps",
+        "run",
+        "status",
+        "list",
+        "retry",
+        "verify",
+        "ledger",
+        "demo",
+        "sim",
+    ):
         proc = project.cli(cmd, "--help")
         assert proc.returncode == 0 and "usage: spx-data" in proc.stdout, cmd
 

@@ -388,12 +388,6 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     return OK
 
 
-def cmd_sim(args: argparse.Namespace) -> int:
-    from spx_data.sim.server import main as sim_main
-
-    return sim_main(args.sim_args)
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     from spx_data import demo
 
@@ -469,9 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     le.add_argument("action", choices=["sync", "rebuild"])
     le.set_defaults(func=cmd_ledger)
 
-    sm = sub.add_parser("sim", help="start the terminal simulator (spx-data sim --help)", add_help=False)
-    sm.add_argument("sim_args", nargs=argparse.REMAINDER)
-    sm.set_defaults(func=cmd_sim)
+    sub.add_parser("sim", help="start the terminal simulator (spx-data sim --help)", add_help=False)
 
     d = sub.add_parser("demo", parents=[common, run_opts], help="archive 10 sessions from the simulator")
     d.add_argument("--dir", type=Path, default=Path("demo"), help="where the demo archive goes")
@@ -485,6 +477,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sim"]:  # the simulator owns its options (argparse's REMAINDER drops a leading --x)
+        from spx_data.sim.server import main as sim_main
+
+        return sim_main(argv[1:])
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
