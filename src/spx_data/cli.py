@@ -174,8 +174,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
     for run in data["runs"]:
         lines.append(
-            f"last run {run['run_id']}: {run['status']}, started {run['started']}, finished {run['finished']}"
-            + (f", {run['rows_per_second']:,.0f} rows/s" if run.get("rows_per_second") else "")
+            f"last run {run['run_id']}: {run['status']}, started {run['started'][:19]}, "
+            f"{run['days_archived']} day-files, {run['rows_archived']:,} rows"
+            + (
+                f" in {run['seconds']:.0f} s, {run['rows_per_second']:,.0f} rows/s"
+                if "seconds" in run
+                else ""
+            )
         )
     _emit(args, data, "\n".join(lines) + ("\n" + grid if grid else ""))
     return OK

@@ -341,8 +341,14 @@ class Ledger:
         )
 
     def runs(self, limit: int = 20) -> list[dict[str, Any]]:
-        """Most recent first; argv decoded to a list."""
-        runs = self._dicts("SELECT * FROM runs ORDER BY started DESC, run_id LIMIT ?", (limit,))
+        """Most recent first, with the days and rows each archived; argv decoded to a list."""
+        runs = self._dicts(
+            "SELECT r.*, (SELECT count(*) FROM attempts a WHERE a.run_id = r.run_id AND a.status IN "
+            "('success', 'no_data')) AS days_archived, (SELECT coalesce(sum(a.rows), 0) FROM attempts a "
+            "WHERE a.run_id = r.run_id AND a.status = 'success') AS rows_archived "
+            "FROM runs r ORDER BY started DESC, run_id LIMIT ?",
+            (limit,),
+        )
         for run in runs:
             run["argv"] = json.loads(run["argv"]) if run["argv"] else None
         return runs

@@ -81,6 +81,11 @@ def gaps(cfg: Config, ledger: Ledger, since: dt.date | None = None, dataset: str
 def status(cfg: Config, ledger: Ledger) -> dict[str, Any]:
     """Per dataset: counts by status, archive size, newest session archived; and the last run."""
     out: dict[str, Any] = {"datasets": {}, "runs": ledger.runs(limit=1)}
+    for run in out["runs"]:
+        if run["started"] and run["finished"]:
+            seconds = dt.datetime.fromisoformat(run["finished"]) - dt.datetime.fromisoformat(run["started"])
+            run["seconds"] = round(seconds.total_seconds(), 3)
+            run["rows_per_second"] = run["rows_archived"] / max(run["seconds"], 1e-3)
     counts = ledger.counts()
     for ds in cfg.datasets:
         rows = ledger.days(dataset=ds)
