@@ -485,3 +485,23 @@ def test_quotes_round_trip_through_the_ledger(tmp_path: Path, monkeypatch: pytes
         assert ledger.runs()[0]["run_id"] == "run'1"
     (n,) = ledger_rows(tmp_path / "ledger.sqlite", "SELECT count(*) FROM days")[0]
     assert n == len(QUOTED)
+
+
+def test_run_refuses_to_start_when_free_disk_is_below_the_estimate(
+    simulator: Callable[..., Simulator], tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(data)]
+    if os.geteuid() != 0 or shutil.which("mount") is None or subprocess.run(mount).returncode != 0:
+        pytest.skip("cannot mount a small filesystem here")
+    try:
+        project = Project(tmp_path, simulator(chain="tiny").url)
+        project.write_config("2024-11-21", "2024-12-05")  # ~20 day-files: tens of MB against 2 MB free
+        proc = project.cli("run", "--config-file", str(project.config_file))
+        assert proc.returncode == 4, proc.stdout + proc.stderr
+        (line,) = proc.stderr.strip().splitlines()
+        assert "below the estimated need" in line and str(project.archive) in line
+        assert sorted(p.name for p in data.iterdir()) == []  # no ledger, no work folder, no archive
+    finally:
+        subprocess.run(["umount", "-l", str(data)], check=True)
