@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from typing import Any
 
 import requests
 from machine import describe
+from simproc import cpu_seconds, free_port
 
 from spx_data import listing, outcomes
 from spx_data.calendar import session_on
@@ -68,19 +68,8 @@ class Run:
     row_sets: dict[str, tuple[int, str]] = field(default_factory=dict)  # file -> (lines, sha256 sorted)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def load() -> str:
     return "load avg " + " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_sim(sim_args: list[str], stderr: Path) -> tuple[subprocess.Popen[bytes], str]:

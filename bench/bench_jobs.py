@@ -20,7 +20,6 @@ import os
 import re
 import resource
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from collections import Counter
 from pathlib import Path
 
 from machine import describe
+from simproc import free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from helpers import FAST_RETRY, Project
@@ -46,12 +46,6 @@ rule t:
     shell: "touch {{output}}"
 """
 PROFILE_ARGS = ["--resources", "api=4", "--scheduler", "greedy", "--scheduler-subsample", "100"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def load() -> str:
