@@ -139,6 +139,22 @@ def test_help_for_every_command(project: Project) -> None:
         assert proc.returncode == 0 and "usage: spx-data" in proc.stdout, cmd
 
 
+def test_doctor_against_the_simulator_and_without_a_terminal(
+    simulator: Callable[..., Simulator], tmp_path: Path
+) -> None:
+    project = Project(tmp_path, simulator(chain="tiny").url)
+    project.write_config("2024-11-25", "2024-11-27")
+    cfg = ["--config-file", str(project.config_file)]
+    ok = project.cli("doctor", *cfg)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    lines = ok.stdout.splitlines()
+    assert all(line.startswith("✓ ") for line in lines) and len(lines) >= 7, ok.stdout
+    assert any("CONNECTED" in line for line in lines) and any("quote" in line for line in lines)
+    down = project.cli("doctor", *cfg, "--set", "terminal_url=http://127.0.0.1:9")
+    assert down.returncode == 3, down.stdout + down.stderr
+    assert any(line.startswith("✗ terminal reachable") and "→" in line for line in down.stdout.splitlines())
+
+
 def _set(db: Path) -> set[tuple[str, str]]:
     with sqlite3.connect(db) as con:
         return set(con.execute("SELECT dataset, day FROM days WHERE status = 'failed'").fetchall())

@@ -373,6 +373,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     results = doctor.run_checks(cfg)
     for r in results:
         print(f"{'✓' if r.ok else '✗'} {r.name}: {r.detail}" + ("" if r.ok else f"  → {r.fix}"))
+    if any(r.name == doctor.REACHABLE and not r.ok for r in results):
+        return UNREACHABLE
     return OK if all(r.ok for r in results) else FAILED
 
 

@@ -15,6 +15,8 @@ from spx_data import calendar, datasets, plan
 from spx_data.config import Config
 from spx_data.estimate import estimate
 
+REACHABLE = "terminal reachable"  # its failure makes `spx-data doctor` exit 3, like `run`
+
 
 @dataclass(frozen=True)
 class Check:
@@ -59,7 +61,7 @@ def run_checks(cfg: Config) -> list[Check]:
     )  # fmt: skip
     try:
         status = _get(cfg, "/terminal/mdds/status").text.strip()
-        checks.append(Check("terminal reachable", True, f"{cfg.terminal_url} answers"))
+        checks.append(Check(REACHABLE, True, f"{cfg.terminal_url} answers"))
         connected = status == "CONNECTED"
         checks.append(
             Check("mdds/status", connected, status or "(empty)",
@@ -67,7 +69,7 @@ def run_checks(cfg: Config) -> list[Check]:
         )  # fmt: skip
     except requests.RequestException as e:
         checks.append(
-            Check("terminal reachable", False, f"{cfg.terminal_url}: {type(e).__name__}",
+            Check(REACHABLE, False, f"{cfg.terminal_url}: {type(e).__name__}",
                   "start the terminal (java -jar ThetaTerminalv3.jar) or `spx-data sim`")
         )  # fmt: skip
         connected = False
