@@ -53,7 +53,9 @@ def test_status_and_stats(simulator: Factory) -> None:
     assert (r.status_code, r.text, r.headers["Content-Type"]) == (200, "CONNECTED", "text/plain")
     assert get(sim, "/option/history/nope").status_code == 404
     stats = requests.get(f"{sim.url}/sim/stats", timeout=TIMEOUT).json()
-    assert stats["requests"] == 3 and stats["statuses"] == {"200": 1, "404": 1}
+    # At least ours: in a parallel run a killed workflow's orphaned job may reach a reused port.
+    assert stats["statuses"]["200"] >= 1 and stats["statuses"]["404"] >= 1
+    assert stats["requests"] == sum(stats["statuses"].values()) + 1  # + this /sim/stats request
     assert sim.stats["faults"]["500"] == 0
 
 
