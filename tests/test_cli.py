@@ -221,6 +221,8 @@ def test_operator_session_against_the_simulator(simulator: Callable[..., Simulat
     victim.write_bytes(bytes(data))
     bad = project.cli("verify", *cfg)
     assert bad.returncode == 1 and str(victim) in bad.stdout
+    report = json.loads(project.cli("verify", "--json", *cfg).stdout)
+    assert str(victim) in [p["path"] for p in report["problems"]] and report["quarantined"] == {}
     assert project.cli("verify", "--repair", *cfg).returncode == 0
     assert not victim.exists()
     project.cli("run", "--cores", "2", *cfg, check=True)

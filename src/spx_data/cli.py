@@ -231,8 +231,12 @@ def _run(args: argparse.Namespace, overrides: dict[str, Any], targets: Sequence[
         raw[key] = value
     cfg = config_mod.load(raw, base=config_mod.PROJECT_DIR)
     project = config_mod.PROJECT_DIR
-    if busy := runner.snakemake_pids(project):
-        raise Exit(BUSY, f"another Snakemake run works in {project} (pid {busy[0]}); wait for it or stop it")
+    if busy := runner.snakemake_pids(project, args.config_file):
+        raise Exit(
+            BUSY,
+            f"another Snakemake run of {args.config_file} works in {project} (pid {busy[0]}); "
+            "wait for it or stop it",
+        )
     _require_terminal(cfg)
     the_plan = plan.build(cfg)
     pairs = the_plan.pairs()
@@ -351,18 +355,32 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from spx_data import verify
 
     cfg = _config(args)
+    checked = verify.count_archived(cfg)
+    lines, quarantined = [], {}
     with _ledger(cfg) as ledger:
         problems = verify.verify_archive(cfg, ledger)
         for p in problems:
             # Problems from the file checks already start with the path.
-            print(f"BAD {p.problem}" if p.problem.startswith(str(p.path)) else f"BAD {p.path}: {p.problem}")
+            lines.append(
+                f"BAD {p.problem}" if p.problem.startswith(str(p.path)) else f"BAD {p.path}: {p.problem}"
+            )
         if args.repair:
             for ds, day in sorted({(p.dataset, p.day) for p in problems}):
                 dest = verify.quarantine(cfg, ds, day, reason="failed verify")
                 ledger.set_status(ds, day, "failed", error_class="Quarantined", error=f"moved to {dest}")
-                print(f"quarantined {ds} {day} → {dest}")
-    checked = verify.count_archived(cfg)
-    print(f"verified {checked} files: {len(problems)} problem(s)" + (" (repaired)" if args.repair else ""))
+                quarantined[f"{ds} {day}"] = str(dest)
+                lines.append(f"quarantined {ds} {day} → {dest}")
+    lines.append(
+        f"verified {checked} files: {len(problems)} problem(s)" + (" (repaired)" if args.repair else "")
+    )
+    data = {
+        "verified": checked,
+        "problems": [
+            {"dataset": p.dataset, "day": p.day, "path": str(p.path), "problem": p.problem} for p in problems
+        ],
+        "quarantined": quarantined,
+    }
+    _emit(args, data, "\n".join(lines))
     return FAILED if problems and not args.repair else OK
 
 
@@ -462,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--dataset")
     rt.set_defaults(func=cmd_retry)
 
-    v = sub.add_parser("verify", parents=[common], help="re-hash and re-validate the archive")
+    v = sub.add_parser("verify", parents=[common, js], help="re-hash and re-validate the archive")
     v.add_argument("--repair", action="store_true", help="quarantine bad files so the next run re-fetches")
     v.set_defaults(func=cmd_verify)
 

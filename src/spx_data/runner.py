@@ -64,8 +64,12 @@ def snakemake_command(
     return cmd + config_args(overrides) + list(extra)
 
 
-def snakemake_pids(directory: Path) -> list[int]:
-    """Live Snakemake processes working in `directory` (their lock is not stale)."""
+def snakemake_pids(directory: Path, configfile: Path | None = None) -> list[int]:
+    """Live Snakemake processes working in `directory`; with `configfile`, only those run with it.
+
+    Runs of other config files in the same folder write other outputs, which Snakemake's per-output
+    locks let run side by side; any live run at all keeps its locks from being called stale.
+    """
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -76,17 +80,23 @@ def snakemake_pids(directory: Path) -> list[int]:
         except OSError:
             continue
         is_run = any(a.endswith(b"snakemake") for a in argv[:3]) and b"--unlock" not in argv
-        if is_run and _workdir(argv, cwd) == directory:
+        same_config = configfile is None or _option(argv, cwd, b"--configfile") == configfile.resolve()
+        if is_run and _workdir(argv, cwd) == directory and same_config:
             pids.append(int(entry.name))
     return pids
 
 
 def _workdir(argv: list[bytes], cwd: Path) -> Path:
     """Where a Snakemake process keeps its `.snakemake` folder: `--directory`/`-d`, else its cwd."""
+    return _option(argv, cwd, b"--directory", b"-d") or cwd
+
+
+def _option(argv: list[bytes], cwd: Path, *flags: bytes) -> Path | None:
+    """The path a process was given after one of `flags`, resolved against its cwd."""
     for flag, value in itertools.pairwise(argv):
-        if flag in (b"--directory", b"-d"):
-            return cwd / os.fsdecode(value)
-    return cwd
+        if flag in flags:
+            return (cwd / os.fsdecode(value)).resolve()
+    return None
 
 
 def unlock_if_stale(directory: Path, base_cmd: Sequence[str]) -> bool:
