@@ -37,7 +37,7 @@ import pyarrow.json as pj
 import pyarrow.parquet as pq
 
 import spx_data
-from spx_data import atomic, checksum, ndjson_duckdb
+from spx_data import atomic, checksum, ndjson_check, ndjson_duckdb
 from spx_data.calendar import INTERVAL_SECONDS, OPEN, Session
 from spx_data.datasets import SCHEMA_VERSION, TZ, Dataset
 from spx_data.errors import ConfigError, ValidationError
@@ -332,21 +332,13 @@ def _raw_schema(dataset: Dataset, date_type: pa.DataType | None) -> pa.Schema:
 
 def _date_variant(path: Path, dataset: Dataset) -> pa.DataType | None:
     """JSON type of `date` when the first row carries date + ms_of_day instead of timestamp."""
-    if "timestamp" not in dataset.column_names:
-        return None
     with open(path, "rb") as f:
         line = b""
         while not line.strip():
             line = f.readline(1 << 20)
             if not line:
                 return None
-    try:
-        first = json.loads(line)
-    except ValueError:
-        return None  # the JSON reader reports it, with its position
-    if not isinstance(first, dict) or "timestamp" in first or "ms_of_day" not in first:
-        return None
-    return pa.int64() if isinstance(first.get("date"), int) else pa.string()
+    return ndjson_check.date_type_of(line, dataset)  # the client's rule, so both read a body alike
 
 
 def _read_options() -> pj.ReadOptions:

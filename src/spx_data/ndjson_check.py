@@ -104,7 +104,7 @@ def validation_schema(dataset: Dataset, date_type: pa.DataType | None = None) ->
 def date_type_of(first_line: bytes, dataset: Dataset) -> pa.DataType | None:
     """JSON type of `date` when the first row carries date + ms_of_day instead of timestamp, else None.
 
-    The same decision as assembly's (`assemble._date_variant`), so both read a body the same way."""
+    Assembly decides by this too (`assemble._date_variant`), so both read a body the same way."""
     if "timestamp" not in dataset.column_names:
         return None
     try:
