@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from machine import describe
+from machine import describe, load
 
 DAY = dt.date(2024, 1, 2)
 INTERVALS = 391  # 1m, 09:30..16:00
@@ -220,10 +220,6 @@ def _child_main(kind: str, manifest_path: Path, out: Path, module_path: str) -> 
 # --- report ---------------------------------------------------------------------------------------------
 
 
-def _load() -> str:
-    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def prepare(workdir: Path, rows: int, tag: str) -> tuple[Path, int]:
     t = time.perf_counter()
     manifest = synthetic_day(workdir / tag, rows)
@@ -233,7 +229,7 @@ def prepare(workdir: Path, rows: int, tag: str) -> tuple[Path, int]:
     total = sum(int(str(m["rows"])) for m in manifest)
     print(
         f"[{tag}] generated {total:,} rows in {len(manifest)} expirations, {size / 2**20:,.0f} MiB NDJSON "
-        f"in {time.perf_counter() - t:.1f} s (load avg {_load()})"
+        f"in {time.perf_counter() - t:.1f} s ({load()})"
     )
     return path, total
 
@@ -336,7 +332,7 @@ def main() -> None:
         return
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-assemble-"))
     print(describe("pyarrow", "duckdb", "pandas", "numpy"))
-    print(f"load avg (1, 5, 15 min) at start: {_load()}")
+    print(f"at start: {load()} (1, 5, 15 min)")
     print(
         "one core: each child pinned to one CPU (sched_setaffinity = taskset -c), "
         "pyarrow.set_cpu_count(1) + set_io_thread_count(1), DuckDB threads=1"
@@ -350,7 +346,7 @@ def main() -> None:
         else:
             measure_size(workdir, "1x", args.rows, args, pandas=not args.no_baseline, floors=True)
     finally:
-        print(f"load avg (1, 5, 15 min) at end: {_load()}")
+        print(f"at end: {load()} (1, 5, 15 min)")
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import yaml
-from bench_planning import DATASETS, build
+from bench_planning import DATASETS, build, newest_sessions
 from machine import describe
 
 from spx_data import calendar
@@ -84,8 +84,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sessions", type=int, default=2500)
     args = ap.parse_args()
-    last = calendar.last_final_session()
-    sessions = calendar.sessions(last.replace(year=last.year - 11), last)[-args.sessions :]
+    sessions = newest_sessions(args.sessions)
     print(describe("snakemake", "pyarrow", "pandas-market-calendars"))
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -19,7 +19,6 @@ import argparse
 import datetime as dt
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -32,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from machine import describe
-from simproc import cpu_seconds, free_port
+from machine import describe, load
+from simproc import cpu_seconds, simulator
 
 from spx_data import listing, outcomes
 from spx_data.calendar import session_on
@@ -66,27 +65,6 @@ class Run:
     sim_cpu: float = 0.0
     sim_stderr: str = ""
     row_sets: dict[str, tuple[int, str]] = field(default_factory=dict)  # file -> (lines, sha256 sorted)
-
-
-def load() -> str:
-    return "load avg " + " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def start_sim(sim_args: list[str], stderr: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    argv = [sys.executable, "-m", "spx_data.sim.server", "--chain", "full", "--port", str(port), *sim_args]
-    stderr.parent.mkdir(parents=True, exist_ok=True)
-    with stderr.open("wb") as err:
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if requests.get(f"{url}/v3/terminal/mdds/status", timeout=1).text == "CONNECTED":
-                return proc, url
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    proc.kill()
-    sys.exit("simulator did not start")
 
 
 def spawn(argv: list[str], log: Path) -> tuple[int, int]:
@@ -134,8 +112,7 @@ def fetch_day(label: str, root: Path, day: dt.date, datasets: list[str], args: a
               sim_args: list[str]) -> tuple[Run, list[tuple[str, str, int]]]:  # fmt: skip
     run = Run(label)
     layout = Layout(root / "archive", root / "work")
-    proc, url = start_sim(sim_args, root / "sim.stderr")
-    try:
+    with simulator(*sim_args, stderr=root / "sim.stderr") as (url, sim_pid):
         t = time.perf_counter()
         failures = listing.list_days(
             [day.isoformat()], layout.listing, lambda: ThetaClient(url, retry_policy(RETRY)), 1
@@ -146,7 +123,7 @@ def fetch_day(label: str, root: Path, day: dt.date, datasets: list[str], args: a
             sys.exit(f"{label}: listing failed: {failures}")
         exps = list(found.expirations[: args.max_expirations])
         before = requests.get(f"{url}/sim/stats", timeout=5).json()
-        cpu0 = cpu_seconds(proc.pid)
+        cpu0 = cpu_seconds(sim_pid)
         jobs = [(ds, s, e) for ds in datasets for s, e, _ in exps]
 
         def one(job: tuple[str, str, str]) -> None:
@@ -164,15 +141,10 @@ def fetch_day(label: str, root: Path, day: dt.date, datasets: list[str], args: a
         with ThreadPoolExecutor(args.workers) as pool:
             list(pool.map(one, jobs))
         run.wall = time.perf_counter() - t
-        run.sim_cpu = cpu_seconds(proc.pid) - cpu0
+        run.sim_cpu = cpu_seconds(sim_pid) - cpu0
         after = requests.get(f"{url}/sim/stats", timeout=5).json()
         run.faults = Counter(after["faults"]) - Counter(before["faults"])
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-    noise = "RuntimeWarning: 'spx_data.sim.server' found in sys.modules"  # python -m of an imported module
-    lines = (root / "sim.stderr").read_text().splitlines()
-    run.sim_stderr = "\n".join(ln for ln in lines if noise not in ln)
+    run.sim_stderr = (root / "sim.stderr").read_text()
     run.events = [ev for _, ev in outcomes.read_events(layout.outcomes()) if ev["kind"] == "fetch"]
     for path in sorted((layout.work / "ndjson").rglob("*.ndjson")):
         run.row_sets[str(path.relative_to(layout.work / "ndjson"))] = row_set(path)

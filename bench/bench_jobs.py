@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import resource
 import shutil
@@ -28,8 +27,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from machine import describe
-from simproc import free_port
+from bench_planning import timed
+from machine import describe, load
+from simproc import simulator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from helpers import FAST_RETRY, Project
@@ -48,19 +48,6 @@ rule t:
 PROFILE_ARGS = ["--resources", "api=4", "--scheduler", "greedy", "--scheduler-subsample", "100"]
 
 
-def load() -> str:
-    return "load avg " + " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def timed(argv: list[str], cwd: Path) -> tuple[float, str]:
-    t = time.perf_counter()
-    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
-    elapsed = time.perf_counter() - t
-    if proc.returncode != 0:
-        sys.exit(f"{' '.join(argv[:6])} ... failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-    return elapsed, proc.stdout + proc.stderr
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--start", default="2024-11-01")
@@ -70,14 +57,7 @@ def main() -> int:
     print(describe("snakemake", "pyarrow", "requests"))
     with tempfile.TemporaryDirectory(prefix="bench-jobs-") as tmp_name:
         tmp = Path(tmp_name)
-        port = free_port()
-        sim = subprocess.Popen(
-            [sys.executable, "-m", "spx_data.sim.server", "--chain", "tiny", "--port", str(port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_for(url)
+        with simulator(chain="tiny") as (url, _):
             project = Project(tmp / "project", url)
             project.root.mkdir()
             project.write_config(args.start, args.end)
@@ -118,22 +98,7 @@ def main() -> int:
             print(f"per-job wall: workflow {wall / total * 1000:.0f} ms, "
                   f"floor {floor / total * 1000:.0f} ms, "
                   f"bare fetch process {per_process * 1000:.0f} ms")  # fmt: skip
-        finally:
-            sim.terminate()
-            sim.wait(timeout=30)
     return 0
-
-
-def wait_for(url: str) -> None:
-    import requests
-
-    for _ in range(300):
-        try:
-            if requests.get(f"{url}/v3/terminal/mdds/status", timeout=1).text == "CONNECTED":
-                return
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    sys.exit("simulator did not start")
 
 
 def direct(project: Project, root: Path, n: int) -> tuple[float, float]:

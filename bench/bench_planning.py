@@ -60,12 +60,17 @@ def build(root: Path, sessions: list[calendar.Session], missing_share: float) ->
     return cfg_path
 
 
+def newest_sessions(n: int) -> list[calendar.Session]:
+    """The last `n` sessions whose data is final (~10 years for 2,500)."""
+    last = calendar.last_final_session()
+    return calendar.sessions(last.replace(year=last.year - 11), last)[-n:]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sessions", type=int, default=2500)
     args = ap.parse_args()
-    last = calendar.last_final_session()
-    sessions = calendar.sessions(last.replace(year=last.year - 11), last)[-args.sessions :]
+    sessions = newest_sessions(args.sessions)
     print(describe("snakemake", "pyarrow", "pandas-market-calendars"))
     print(f"{len(sessions)} sessions ({sessions[0].day} .. {sessions[-1].day}) × {len(DATASETS)} datasets")
     with tempfile.TemporaryDirectory() as tmp:

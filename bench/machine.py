@@ -7,6 +7,11 @@ import platform
 from importlib.metadata import PackageNotFoundError, version
 
 
+def load() -> str:
+    """The load averages, printed next to numbers that other work on the machine may have slowed."""
+    return "load avg " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def describe(*packages: str) -> str:
     try:
         with open("/proc/cpuinfo") as f:

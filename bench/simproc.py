@@ -31,6 +31,8 @@ def simulator(*args: str, chain: str = "full", stderr: Path | None = None) -> It
     """`python -m spx_data.sim.server --chain CHAIN ARGS` on a free port: yields (url, pid)."""
     port = free_port()
     argv = [sys.executable, "-m", "spx_data.sim.server", "--chain", chain, "--port", str(port), *args]
+    if stderr:
+        stderr.parent.mkdir(parents=True, exist_ok=True)
     err = stderr.open("wb") if stderr else subprocess.DEVNULL
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
     url = f"http://127.0.0.1:{port}"
