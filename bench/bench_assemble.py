@@ -11,7 +11,7 @@ start and the end. CPU seconds are the steadier measure.
 `--reference FILE` also measures another assemble.py (e.g. a copy of the one before a change),
 alternating runs with the current one, and checks that both write byte-identical parquet files.
 
-    .venv/bin/python bench/bench_assemble.py                 # 1x day (~2M rows): assemble x3, pandas x1
+    .venv/bin/python bench/bench_assemble.py                 # 1x day (~2M rows): assemble x3, pandas x2
     .venv/bin/python bench/bench_assemble.py --scaling       # 0.1x / 1x / 4x: RSS must stay flat
     .venv/bin/python bench/bench_assemble.py --scaling --reference /tmp/assemble_old.py
 """
@@ -283,7 +283,8 @@ def measure_size(
             f"the strict pyarrow reader alone takes {strict['cpu'] / fast['cpu']:.1f}x DuckDB's"
         )
     if pandas:
-        base = summary("pandas", [run_child("pandas", manifest, workdir / "out" / "pandas.parquet")])
+        target = workdir / "out" / "pandas.parquet"
+        base = summary("pandas", [run_child("pandas", manifest, target) for _ in range(args.pandas_repeat)])
         results["pandas"] = base
         o = results["assemble"]
         print(
@@ -320,6 +321,7 @@ def main() -> None:
     p.add_argument("--scaling", action="store_true", help="measure at 0.1x, 1x and 4x --rows")
     p.add_argument("--repeat", type=int, default=3, help="assembly runs per size (best and median shown)")
     p.add_argument("--no-baseline", action="store_true", help="skip the pandas baseline")
+    p.add_argument("--pandas-repeat", type=int, default=2, help="pandas runs per size (default 2)")
     p.add_argument(
         "--pandas-4x", action="store_true", help="run pandas at 4x too (several GB of RAM; off by default)"
     )

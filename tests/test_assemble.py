@@ -556,6 +556,35 @@ def test_verify_catches_unsorted_rows_and_short_contracts(archived: tuple[Path, 
     assert any("SPX 2024-01-19 4700.000 CALL: 13 rows, expected 14" in p for p in problems)
 
 
+def test_verify_checks_a_row_group_of_several_expirations_and_the_session_bounds(
+    archived: tuple[Path, Path],
+) -> None:
+    parquet, sidecar = archived
+    table = pq.read_table(parquet)
+    footer = read_footer(parquet)
+    rewrite(parquet, table, footer)  # another writer: one row group for all three expirations
+    assert pq.read_metadata(parquet).num_row_groups == 1
+    assert verify_archived(parquet, sidecar, QUOTE, REGULAR, "30m") == []
+    per_source = table.num_rows // 3
+    rewrite(parquet, pa.concat_tables([table.slice(per_source), table.slice(0, per_source)]), footer)
+    problems = verify_archived(parquet, sidecar, QUOTE, REGULAR, "30m")
+    assert any("not strictly increasing" in p for p in problems), problems  # SPX after SPXW
+    column = table.schema.get_field_index("timestamp")
+    for when in (
+        dt.datetime(2024, 1, 2, 9, 29, tzinfo=ET),  # before the open
+        dt.datetime(2024, 1, 2, 16, 0, 1, tzinfo=ET),  # after the close
+        dt.datetime(2024, 1, 3, 10, 0, tzinfo=ET),  # another day
+        dt.datetime(1970, 1, 1, tzinfo=dt.UTC),  # far below: no wrap-around hides it
+    ):
+        times = table.column(column).to_pylist()
+        times[5] = when
+        field = table.schema.field(column)
+        changed = table.set_column(column, field, pa.array(times, field.type))
+        rewrite(parquet, changed, footer)
+        problems = verify_archived(parquet, sidecar, QUOTE, REGULAR, "30m")
+        assert any("1 timestamps outside the session" in p for p in problems), (when, problems)
+
+
 def test_verify_catches_a_changed_schema(archived: tuple[Path, Path]) -> None:
     parquet, sidecar = archived
     table = pq.read_table(parquet)

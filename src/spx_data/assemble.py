@@ -753,7 +753,9 @@ def _scan_group(state: _Scan, g: int, table: pa.Table, session: Session) -> bool
     """Check one row group; False when its rows are out of order or off the session (scan stops)."""
     where = f"{state.path}: row group {g}"
     symbols, rank = _symbol_ranks(table.column("symbol"))
-    exp = table.column("expiration").combine_chunks().view(pa.int32()).to_numpy().astype(np.int64)
+    exp = table.column("expiration").combine_chunks().view(pa.int32()).to_numpy()
+    # (symbol, expiration) as one integer that orders like the pair: rank above, biased days below
+    outer = (rank << 32) | (exp.astype(np.int64) + (1 << 31))
     right = table.column("right").combine_chunks()
     rights = right.dictionary.to_pylist()
     if not set(rights) <= set(_RIGHTS):
@@ -763,25 +765,28 @@ def _scan_group(state: _Scan, g: int, table: pa.Table, session: Session) -> bool
     key = (is_put << _RIGHT_SHIFT) | (_decimal_units(table.column("strike")) << _TS_BITS)
     if "timestamp" in table.column_names:
         midnight, opens, close = _session_bounds_utc(session)
+        low, high = (opens, close) if state.expected is not None else (midnight, midnight + _MS_PER_DAY - 1)
         utc = table.column("timestamp").combine_chunks().view(pa.int64()).to_numpy()
-        bad = (utc < midnight) | (utc >= midnight + _MS_PER_DAY)
-        if state.expected is not None:
-            bad |= (utc < opens) | (utc > close)
+        bad = (utc - low).view(np.uint64) > high - low  # below `low` wraps around to huge
         if bad.any():
             state.problems.append(f"{where}: {int(bad.sum())} timestamps outside the session")
             return False
         key |= utc - midnight
-    d_symbol, d_exp, d_key = np.diff(rank), np.diff(exp), np.diff(key)
-    increasing = (d_symbol > 0) | ((d_symbol == 0) & ((d_exp > 0) | ((d_exp == 0) & (d_key > 0))))
+    d_key = np.diff(key)
+    contract = key >> _TS_BITS
+    if (outer == outer[0]).all():  # the usual row group: one expiration's rows
+        increasing = d_key > 0
+        boundary = np.diff(contract) != 0
+    else:
+        d_outer = np.diff(outer)
+        increasing = (d_outer > 0) | ((d_outer == 0) & (d_key > 0))
+        boundary = (d_outer != 0) | (np.diff(contract) != 0)
     first = (symbols[rank[0]], int(exp[0]), int(key[0]))
     if not increasing.all() or (state.last is not None and first <= state.last):
         state.problems.append(f"{where}: rows not strictly increasing by key (unsorted or duplicate)")
         return False
     state.last = (symbols[rank[-1]], int(exp[-1]), int(key[-1]))
-    contract = key >> _TS_BITS
-    starts = np.flatnonzero(
-        np.concatenate(([True], (d_symbol != 0) | (d_exp != 0) | (np.diff(contract) != 0)))
-    )
+    starts = np.flatnonzero(np.concatenate(([True], boundary)))
     counts = np.diff(np.append(starts, len(key)))
     for s, c in zip(starts.tolist(), counts.tolist(), strict=True):
         state.add((symbols[rank[s]], int(exp[s]), int(contract[s])), c)
