@@ -7,13 +7,14 @@ opens SQLite. Exit status is what Snakemake sees: 0 only when the outputs are co
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import sys
 import time
 from pathlib import Path
 
-from spx_data import datasets, listing, outcomes
+from spx_data import arrow_only, datasets, listing, outcomes
 from spx_data.calendar import session_on
 from spx_data.paths import Layout, check_date, check_symbol
 
@@ -40,13 +41,14 @@ def fetch(args: argparse.Namespace) -> int:
             else None
         )
         client = ThetaClient(args.url, retry_policy(json.loads(args.retry)))
-        session = session_on(dt.date.fromisoformat(day))
+        session = session_on(dt.date.fromisoformat(day))  # may need pandas (a calendar cache miss)
         assert session is not None, f"{day} is not a session"
-        result = client.fetch_history(
-            dataset, session.day, symbol, expiration, args.interval, Path(args.out),
-            expected_contracts=contracts if dataset.interval_based else None,
-            rows_per_contract=session.intervals(args.interval) if dataset.interval_based else None,
-        )  # fmt: skip
+        with arrow_only.pandas_hidden() if args.own_process else contextlib.nullcontext():
+            result = client.fetch_history(
+                dataset, session.day, symbol, expiration, args.interval, Path(args.out),
+                expected_contracts=contracts if dataset.interval_based else None,
+                rows_per_contract=session.intervals(args.interval) if dataset.interval_based else None,
+            )  # fmt: skip
     except Exception as e:
         outcomes.write_event(
             layout.outcomes(), "fetch", **fields, status="failed", http_status=getattr(e, "status", None),
@@ -105,7 +107,9 @@ def assemble(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, own_process: bool = False) -> int:
+    """Run one job. `own_process`: this process runs only the job (not, say, a test session), so
+    pyarrow may be kept from importing pandas for good (arrow_only)."""
     parser = argparse.ArgumentParser(prog="python -m spx_data.jobs")
     parser.add_argument("--archive", required=True)
     parser.add_argument("--work", required=True)
@@ -124,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--symbols", required=True)
     a.add_argument("--max-dte", type=lambda v: None if v == "None" else int(v), default=None)
     args = parser.parse_args(argv)
+    args.own_process = own_process
     return {"fetch": fetch, "assemble": assemble}[args.step](args)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(own_process=True))
