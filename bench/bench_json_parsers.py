@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_assemble import KEY_ORDER, synthetic_day
+from bench_assemble import KEY_ORDER, _pin, synthetic_day
 from machine import describe, load
 
 TYPES = {  # the quote columns as the terminal sends them
@@ -102,8 +102,8 @@ def parse(kind: str, paths: list[str]) -> int:
 
 
 def _child(kind: str, manifest: Path) -> None:
-    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    os.environ["POLARS_MAX_THREADS"] = "1"
+    _pin()
+    os.environ["POLARS_MAX_THREADS"] = "1"  # read by polars on import
     paths = [str(m["path"]) for m in json.loads(manifest.read_text())]
     module = {"pyarrow csv tokenizer": "pyarrow.csv", "pyarrow json": "pyarrow.json"}.get(kind, kind)
     if kind != "read bytes":
@@ -112,11 +112,6 @@ def _child(kind: str, manifest: Path) -> None:
         except ImportError:
             print(json.dumps({"missing": True}))
             return
-    if kind.startswith("pyarrow") or kind == "datafusion":
-        import pyarrow as pa
-
-        pa.set_cpu_count(1)
-        pa.set_io_thread_count(1)
     cpu, wall = time.process_time(), time.perf_counter()
     rows = parse(kind, paths)
     print(json.dumps({"rows": rows, "cpu": time.process_time() - cpu, "wall": time.perf_counter() - wall}))
@@ -140,7 +135,7 @@ def main() -> None:
         _child(args.child[0], Path(args.child[1]))
         return
     print(describe("pyarrow", "duckdb", "polars", "datafusion", "pandas"))
-    print("one core: each child pinned to one CPU; readers' own thread pools set to 1")
+    print("one core: each child pinned to one CPU; pyarrow, DuckDB, polars and DataFusion set to one thread")
     workdir = Path(tempfile.mkdtemp(prefix="bench-parsers-"))
     try:
         manifest = workdir / "day.json"

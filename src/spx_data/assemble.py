@@ -332,13 +332,8 @@ def _raw_schema(dataset: Dataset, date_type: pa.DataType | None) -> pa.Schema:
 
 def _date_variant(path: Path, dataset: Dataset) -> pa.DataType | None:
     """JSON type of `date` when the first row carries date + ms_of_day instead of timestamp."""
-    with open(path, "rb") as f:
-        line = b""
-        while not line.strip():
-            line = f.readline(1 << 20)
-            if not line:
-                return None
-    return ndjson_check.date_type_of(line, dataset)  # the client's rule, so both read a body alike
+    with open(path, "rb") as f:  # the client's rule on the client's line, so both read a body alike
+        return ndjson_check.date_type_of(ndjson_check.first_line(f), dataset)
 
 
 def _read_options() -> pj.ReadOptions:

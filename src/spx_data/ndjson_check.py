@@ -133,14 +133,14 @@ def check_ndjson(path: Path, dataset: Dataset, expected: Expected, *, workers: i
         if f.read(1) != b"\n":
             raise TornBody("torn last line (no final newline): the body was cut short")
         f.seek(0)
-        checker = _BlockChecker(dataset, expected, date_type_of(_first_line(f), dataset))
+        checker = _BlockChecker(dataset, expected, date_type_of(first_line(f), dataset))
         f.seek(0)
         seen = _scan(f, checker, workers or default_workers())
     return _check_keys(seen, expected, checker.timed)
 
 
-def _first_line(f: BinaryIO) -> bytes:
-    """The first non-blank line (at most BLOCK_SIZE bytes), as assembly peeks at it."""
+def first_line(f: BinaryIO) -> bytes:
+    """The first non-blank line (at most BLOCK_SIZE bytes); assembly reads a body's shape from it too."""
     line = b""
     while not line.strip():
         line = f.readline(BLOCK_SIZE)
