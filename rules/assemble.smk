@@ -15,8 +15,9 @@ rule assemble:
         interval=CFG.interval,
         symbols=",".join(CFG.symbols),
         max_dte=CFG.max_dte,
+        greeks=json.dumps(vars(CFG.greeks)),
     conda:
         "../envs/spx-data.yaml"
     shell:
         JOB + " assemble {wildcards.dataset} {wildcards.day} --interval {params.interval}"
-        " --symbols {params.symbols} --max-dte {params.max_dte} 2> {log:q}"
+        " --symbols {params.symbols} --max-dte {params.max_dte} --greeks {params.greeks:q} 2> {log:q}"

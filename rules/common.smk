@@ -6,9 +6,10 @@ import shlex
 import socket
 import sys
 import time
+from pathlib import Path
 
 from spx_data import config as spx_config
-from spx_data import listing, outcomes, plan
+from spx_data import datasets, listing, outcomes, plan
 from spx_data.errors import ConfigError
 
 try:
@@ -50,10 +51,12 @@ def run_listing(marker: str, log: str) -> None:
     from spx_data.client import ThetaClient
 
     failures = listing.list_days(
-        PLAN.unlisted, LAYOUT.listing, lambda: ThetaClient(CFG.terminal_url, CFG.retry_policy()), api_cap()
-    )
+        PLAN.unlisted, LAYOUT.listing, lambda: ThetaClient(CFG.terminal_url, CFG.retry_policy()), api_cap(),
+        traded=any(datasets.get(ds).trade_derived for ds in CFG.datasets), work=CFG.work,
+    )  # fmt: skip
     with open(log, "w") as f:
         json.dump({"listed": len(PLAN.unlisted) - len(failures), "failed": failures}, f, indent=1)
+    listing.write_failures(failures, LAYOUT.listing, Path(log).resolve())
     with open(marker, "w") as f:
         json.dump(sorted(PLAN.unlisted), f)
 

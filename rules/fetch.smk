@@ -16,9 +16,11 @@ rule fetch:
         url=CFG.terminal_url,
         interval=CFG.interval,
         retry=json.dumps(dict(CFG.retry)),
+        greeks=json.dumps(vars(CFG.greeks)),
     conda:
         "../envs/spx-data.yaml"
     shell:
         JOB + " fetch {wildcards.dataset} {wildcards.day} {wildcards.symbol} {wildcards.expiration}"
         " --out {output:q} --url {params.url:q} --interval {params.interval} --retry {params.retry:q}"
+        " --greeks {params.greeks:q}"
         " 2> {log:q}"

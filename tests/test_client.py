@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from spx_data import calendar, ndjson_check
 from spx_data import client as client_mod
 from spx_data.assemble import Source, assemble_day
-from spx_data.client import FetchResult, ListedExpiration, ThetaClient
-from spx_data.datasets import get
+from spx_data.client import FetchResult, ListedExpiration, NoData, ThetaClient
+from spx_data.datasets import Greeks, get
 from spx_data.errors import (
     BadResponse,
     FatalRequestError,
@@ -162,7 +162,7 @@ def test_ok_writes_validated_file_and_counts(
     assert dest.read_bytes() == BODY and leftovers(dest.parent) == ["q.ndjson"]
     params = rsps.calls[0].request.params
     assert params == {"symbol": "SPXW", "expiration": "20240105", "date": "20240105", "interval": "1m",
-                      "format": "ndjson"}  # fmt: skip
+                      "start_time": "09:30:00", "end_time": "16:00:00", "format": "ndjson"}  # fmt: skip
     assert rsps.calls[0].request.req_kwargs["stream"] is True
     assert clock.sleeps == []
 
@@ -407,10 +407,30 @@ def test_torn_last_line_is_retried(rsps: responses.RequestsMock, clock: FakeCloc
 
 
 def test_torn_body_never_left_on_disk(rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path) -> None:
-    rsps.add(responses.GET, DATA_URL, body=BODY[:-1])  # only the final newline is missing
+    rsps.add(responses.GET, DATA_URL, body=BODY[:-3])  # the last row cut inside its closing brace
     with pytest.raises(RetriesExhausted, match="TornBody"):
         fetch(make_client(clock, max_attempts=3), tmp_path / "q.ndjson")
     assert len(rsps.calls) == 3 and leftovers(tmp_path) == []
+
+
+def test_missing_final_newline_after_a_complete_row_is_accepted(
+    rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path
+) -> None:
+    rsps.add(responses.GET, DATA_URL, body=BODY[:-1])  # the official examples print no final newline
+    dest = tmp_path / "q.ndjson"
+    res = fetch(make_client(clock), dest, expected_contracts=4, rows_per_contract=5)
+    assert (res.status, res.rows, res.attempts) == ("ok", 20, 1)
+    assert dest.read_bytes() == BODY and res.sha256 == hashlib.sha256(BODY).hexdigest()
+
+
+def test_short_body_without_final_newline_is_still_caught(
+    rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path
+) -> None:
+    short = BODY[: BODY.rindex(b"\n", 0, len(BODY) // 2)]  # whole rows, cut at a row end, no newline
+    rsps.add(responses.GET, DATA_URL, body=short)
+    with pytest.raises(BadResponse, match="cut short"):
+        fetch(make_client(clock), tmp_path / "q.ndjson", expected_contracts=4, rows_per_contract=5)
+    assert leftovers(tmp_path) == []
 
 
 def test_connection_reset_mid_stream_is_retried(
@@ -419,6 +439,7 @@ def test_connection_reset_mid_stream_is_retried(
     monkeypatch.setattr(client_mod, "CHUNK_SIZE", 64)  # so part of the body is written before the reset
     rsps.add(responses.GET, DATA_URL, body=Breaking(BODY, len(BODY) // 2))
     rsps.add(responses.GET, DATA_URL, body=BODY)
+    rsps.add(responses.GET, STATUS_URL, body="CONNECTED")  # the terminal is up: the request's own fault
     dest = tmp_path / "q.ndjson"
     res = fetch(make_client(clock), dest, expected_contracts=4, rows_per_contract=5)
     assert (res.attempts, res.rows) == (2, 20)
@@ -432,6 +453,7 @@ def test_connection_reset_mid_stream_never_left_on_disk(
     monkeypatch.setattr(client_mod, "CHUNK_SIZE", 64)
     for _ in range(2):  # a body object is used up by its attempt: one each
         rsps.add(responses.GET, DATA_URL, body=Breaking(BODY, 300))
+    rsps.add(responses.GET, STATUS_URL, body="CONNECTED")
     with pytest.raises(RetriesExhausted, match="ChunkedEncodingError") as err:
         fetch(make_client(clock, max_attempts=2), tmp_path / "q.ndjson")
     assert "2 attempts" in str(err.value) and leftovers(tmp_path) == []
@@ -445,6 +467,7 @@ def test_connection_errors_are_retried(
 ) -> None:
     rsps.add(responses.GET, DATA_URL, body=exc)
     rsps.add(responses.GET, DATA_URL, body=BODY)
+    rsps.add(responses.GET, STATUS_URL, body="CONNECTED")
     assert fetch(make_client(clock), tmp_path / "q.ndjson").attempts == 2
 
 
@@ -467,7 +490,6 @@ def _without(key: str) -> bytes:
     ("body", "message"),
     [
         (b"<html><body>Error</body></html>\n", "not NDJSON"),
-        (b"", "empty 200 body"),
         (_without("ask"), "column 'ask' missing or null in 1 rows"),
         (_one_row(bid="abc"), "not NDJSON.*bid"),
         (_one_row(bid_size=1.5), "not NDJSON"),
@@ -579,10 +601,25 @@ def test_list_contracts_groups_per_expiration(
                                             "format": "ndjson"}  # fmt: skip
 
 
-def test_list_contracts_472_is_none(rsps: responses.RequestsMock, clock: FakeClock) -> None:
+def test_list_contracts_472_is_no_data(rsps: responses.RequestsMock, clock: FakeClock) -> None:
     rsps.add(responses.GET, LIST_URL, status=472)
-    assert make_client(clock).list_contracts(DAY, ["SPX", "SPXW"]) is None
+    assert make_client(clock).list_contracts(DAY, ["SPX", "SPXW"]) == NoData("HTTP 472")
     assert "max_dte" not in rsps.calls[0].request.params and len(rsps.calls) == 1
+
+
+def test_list_contracts_empty_200_is_no_data_with_its_own_reason(
+    rsps: responses.RequestsMock, clock: FakeClock
+) -> None:
+    rsps.add(responses.GET, LIST_URL, body=b"")
+    assert make_client(clock).list_contracts(DAY, ["SPX", "SPXW"]) == NoData("empty 200")
+    assert len(rsps.calls) == 1
+
+
+def test_list_traded_contracts_asks_the_trade_listing(rsps: responses.RequestsMock, clock: FakeClock) -> None:
+    rows = listing_rows()
+    rsps.add(responses.GET, f"{BASE}/v3/option/list/contracts/trade", body=ndjson(rows[:3])[:-1])
+    listed = make_client(clock).list_contracts(DAY, ["SPX", "SPXW"], traded=True)
+    assert sum(x.contracts for x in listed) == 3  # type: ignore[union-attr]
 
 
 def test_list_contracts_retries_torn_and_rejects_garbage(
@@ -863,3 +900,120 @@ def test_validator_and_assembly_agree_on_date_and_ms_of_day(
         assembly_error = exc
     assert (client_error is None) == (assembly_error is None), (client_error, assembly_error)
     assert (client_error is None) == (edit in ({}, {"ms_of_day": 35_160_001})), client_error
+
+
+# ---------------------------------------------------------------- issue 10: a real terminal
+
+
+def test_empty_200_is_no_data_with_its_own_status(
+    rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path
+) -> None:
+    rsps.add(responses.GET, DATA_URL, body=b"")
+    dest = tmp_path / "q.ndjson"
+    res = fetch(make_client(clock), dest, expected_contracts=4)
+    assert (res.status, res.http_status, res.rows, res.attempts) == ("no_data", 200, 0, 1)
+    assert dest.read_bytes() == b"" and len(rsps.calls) == 1
+
+
+def test_early_close_requests_end_at_the_session_close(
+    rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path
+) -> None:
+    day = dt.date(2024, 12, 24)  # early close 13:15: the terminal itself would fill to 16:00
+    rsps.add(responses.GET, DATA_URL, status=472)
+    make_client(clock).fetch_history(QUOTE, day, "SPXW", "2024-12-24", "1m", tmp_path / "q.ndjson")
+    params = rsps.calls[0].request.params
+    assert (params["start_time"], params["end_time"]) == ("09:30:00", "13:15:00")
+
+
+def test_greeks_inputs_are_sent_and_greeks_wait_longer(
+    rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[Any] = []
+    get_ = requests.Session.get
+
+    def spy(self: requests.Session, url: str, **kw: Any) -> Any:
+        seen.append(kw.get("timeout"))
+        return get_(self, url, **kw)
+
+    monkeypatch.setattr(requests.Session, "get", spy)
+    url = f"{BASE}/v3/option/history/greeks/first_order"
+    rsps.add(responses.GET, url, status=472)
+    rsps.add(responses.GET, DATA_URL, status=472)
+    client = make_client(clock, read_timeout=120.0)
+    greeks = Greeks("treasury_m1", "1", 4.25, 0.5)
+    client.fetch_history(get("greeks_first_order"), DAY, "SPXW", EXP, "1m", tmp_path / "g", greeks=greeks)
+    fetch(client, tmp_path / "q.ndjson", greeks=greeks)
+    sent = rsps.calls[0].request.params
+    assert {k: sent[k] for k in ("rate_type", "version", "rate_value", "annual_dividend")} == {
+        "rate_type": "treasury_m1", "version": "1", "rate_value": "4.25", "annual_dividend": "0.5"
+    }  # fmt: skip
+    assert "rate_type" not in rsps.calls[1].request.params  # quotes take no greeks inputs
+    assert seen == [(5.0, 300.0), (5.0, 120.0)]
+
+
+def test_default_greeks_inputs_are_sent_explicitly(
+    rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path
+) -> None:
+    url = f"{BASE}/v3/option/history/greeks/implied_volatility"
+    rsps.add(responses.GET, url, status=472)
+    dataset = get("greeks_implied_volatility")
+    make_client(clock).fetch_history(dataset, DAY, "SPXW", EXP, "1m", tmp_path / "g")
+    params = rsps.calls[0].request.params
+    assert (params["rate_type"], params["version"]) == ("sofr", "latest")
+    assert "rate_value" not in params and "annual_dividend" not in params
+
+
+def test_trade_derived_answer_may_hold_fewer_contracts_but_not_fewer_than_traded(
+    rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path
+) -> None:
+    rsps.add(responses.GET, DATA_URL, body=ndjson(quote_rows(CONTRACTS[:3], 5)))
+    client = make_client(clock, bad_response_attempts=1)
+    res = fetch(client, tmp_path / "a", expected_contracts=4, rows_per_contract=5, min_contracts=2)
+    assert (res.status, res.contracts) == ("ok", 3)
+    with pytest.raises(BadResponse, match=r"3 contracts .* 4 listed, 4 traded: cut short"):
+        fetch(client, tmp_path / "b", expected_contracts=4, rows_per_contract=5, min_contracts=4)
+    with pytest.raises(BadResponse, match=r"3 contracts .* 2 listed"):  # more than quoted: never
+        fetch(client, tmp_path / "c", expected_contracts=2, rows_per_contract=5, min_contracts=0)
+
+
+def test_terminal_restart_is_waited_out_without_spending_attempts(
+    rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path
+) -> None:
+    rsps.add(responses.GET, DATA_URL, body=requests.ConnectionError("refused"))
+    rsps.add(responses.GET, DATA_URL, body=BODY)
+    for _ in range(40):  # down for 40 polls (a restart), then back
+        rsps.add(responses.GET, STATUS_URL, body=requests.ConnectionError("refused"))
+    rsps.add(responses.GET, STATUS_URL, body="CONNECTED")
+    res = fetch(make_client(clock, max_attempts=1, disconnected_max_wait=60.0), tmp_path / "q.ndjson")
+    assert (res.status, res.rows, res.attempts) == ("ok", 20, 2)
+    assert clock.sleeps == [1.0] * 40
+
+
+def test_terminal_gone_for_good_is_terminal_unreachable_after_the_bound(
+    rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path
+) -> None:
+    rsps.add(responses.GET, DATA_URL, body=requests.ConnectionError("refused"))
+    rsps.add(responses.GET, STATUS_URL, body=requests.ConnectionError("refused"))
+    with pytest.raises(
+        TerminalUnreachable, match=r"no terminal answers at http://127.0.0.1:25503 for 20 s"
+    ) as e:
+        fetch(make_client(clock, disconnected_max_wait=20.0), tmp_path / "q.ndjson")
+    assert "disconnected_max_wait" in str(e.value) and "ThetaTerminalv3.jar" in str(e.value)
+    assert 19.0 <= clock.now <= 20.0 and len(data_calls(rsps)) == 1 and leftovers(tmp_path) == []
+
+
+def test_read_timeout_is_not_an_outage_and_spends_attempts(
+    rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Path
+) -> None:
+    rsps.add(responses.GET, DATA_URL, body=requests.ReadTimeout("slow"))
+    with pytest.raises(RetriesExhausted, match="ReadTimeout"):
+        fetch(make_client(clock, max_attempts=3), tmp_path / "q.ndjson")
+    assert len(data_calls(rsps)) == 3 and not [c for c in rsps.calls if c.request.url == STATUS_URL]
+
+
+def test_listing_line_blocks_accept_a_complete_last_row_but_not_a_torn_one() -> None:
+    body = ndjson(listing_rows())
+    good = ChunkResponse([body[:40], body[40:-1]])
+    assert sum(client_mod._count_contracts(good).values()) == 13  # type: ignore[arg-type]
+    with pytest.raises(ndjson_check.TornBody):
+        client_mod._count_contracts(ChunkResponse([body[:-4]]))  # type: ignore[arg-type]

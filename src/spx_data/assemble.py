@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 import spx_data
 from spx_data import atomic, checksum, ndjson_check, ndjson_duckdb
 from spx_data.calendar import INTERVAL_SECONDS, OPEN, Session
-from spx_data.datasets import SCHEMA_VERSION, TZ, Dataset
+from spx_data.datasets import DEFAULT_GREEKS, SCHEMA_VERSION, TZ, Dataset, Greeks
 from spx_data.errors import ConfigError, ValidationError
 
 FOOTER_PREFIX = "spx_data."
@@ -94,6 +94,7 @@ def assemble_day(
     parquet_path: Path,
     sidecar_path: Path,
     provenance: Mapping[str, str],
+    greeks: Greeks = DEFAULT_GREEKS,
 ) -> AssembleResult:
     """Write the day's parquet and then its sidecar, or raise and leave neither (nor a temp file).
 
@@ -103,7 +104,7 @@ def assemble_day(
     start = time.perf_counter()
     _check_interval(dataset, interval)
     ordered = _ordered_sources(sources)
-    footer = _footer_base(dataset, session, interval, provenance)
+    footer = _footer_base(dataset, session, interval, provenance, greeks)
     parquet_path.parent.mkdir(parents=True, exist_ok=True)
     for final in (parquet_path, sidecar_path):
         atomic.sweep(final)
@@ -175,10 +176,14 @@ def _is_iso_date(text: str) -> bool:
 
 
 def _footer_base(
-    dataset: Dataset, session: Session, interval: str, provenance: Mapping[str, str]
+    dataset: Dataset, session: Session, interval: str, provenance: Mapping[str, str], greeks: Greeks
 ) -> dict[str, str]:
-    """Footer entries known before any data is read (key order fixed: it is part of the bytes)."""
-    template = dataset.request_params(session.day, "{symbol}", "{expiration}", interval)
+    """Footer entries known before any data is read (key order fixed: it is part of the bytes).
+
+    `params` is the request the client sent (the same builder): time window and greeks inputs included."""
+    template = dataset.request_params(
+        session.day, "{symbol}", "{expiration}", interval, session.close, greeks
+    )
     core = {
         "dataset": dataset.name,
         "date": session.day.isoformat(),

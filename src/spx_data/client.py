@@ -3,6 +3,12 @@
 Branches only on status codes, never on body text. Every request carries connect and read timeouts.
 A fetched body is streamed to a temp file next to its destination (hashed as written), validated as a
 whole, fsynced and renamed; on any failure nothing is left under the destination or as a temp file.
+
+A terminal outage (connection refused or reset, a body cut off) is waited out like a 474: the status
+endpoint is polled until CONNECTED, bounded by `disconnected_max_wait`, without spending attempts, so a
+terminal restart fails nothing. When the status answers CONNECTED at once, the failure belonged to the
+request and costs an attempt. A read timeout is not an outage: the terminal accepted the connection, so
+it is alive and the status would answer at once; it is retried as transient, spending attempts.
 """
 
 from __future__ import annotations
@@ -27,9 +33,17 @@ import pyarrow.json as pj
 import requests
 
 from spx_data import atomic, calendar
-from spx_data.datasets import LIST_CONTRACTS_ENDPOINT, RIGHTS, STATUS_ENDPOINT, Dataset
+from spx_data.datasets import (
+    DEFAULT_GREEKS,
+    LIST_CONTRACTS_ENDPOINT,
+    LIST_TRADED_ENDPOINT,
+    RIGHTS,
+    STATUS_ENDPOINT,
+    Dataset,
+    Greeks,
+)
 from spx_data.errors import BadResponse, FatalRequestError, SpxDataError, TerminalUnreachable
-from spx_data.ndjson_check import Counts, Expected, TornBody, check_ndjson
+from spx_data.ndjson_check import Counts, Expected, TornBody, check_ndjson, complete_row
 from spx_data.retry import (
     DISCONNECTED,
     LARGE_REQUEST,
@@ -41,11 +55,15 @@ from spx_data.retry import (
     fatal_error,
 )
 
-__all__ = ["FetchResult", "ListedExpiration", "RetryPolicy", "ThetaClient"]
+__all__ = ["FetchResult", "ListedExpiration", "NoData", "RetryPolicy", "ThetaClient"]
 
 CHUNK_SIZE = 1 << 20
 STRIKES_ENDPOINT = "/option/list/strikes"
-_RETRYABLE = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError, TornBody)
+# The terminal went away (refused, reset, cut off mid-body): maybe the whole process, so wait for it.
+_OUTAGE = (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)
+_RETRYABLE = (requests.Timeout, TornBody)
+EMPTY_200 = "empty 200"  # no-data reasons, as recorded: the documented 472, or a 200 without a body
+NO_DATA_472 = "HTTP 472"
 _LIST_SCHEMA = pa.schema(
     [("symbol", pa.string()), ("expiration", pa.string()), ("strike", pa.float64()), ("right", pa.string())]
 )
@@ -61,10 +79,17 @@ class ListedExpiration:
 
 
 @dataclass(frozen=True)
+class NoData:
+    """The terminal has nothing for a request: `reason` is NO_DATA_472 or EMPTY_200."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class FetchResult:
     path: Path
     status: Literal["ok", "no_data"]
-    http_status: int
+    http_status: int  # 200 with status no_data: the terminal answered an empty 200
     rows: int
     contracts: int
     bytes: int
@@ -78,7 +103,7 @@ class _Retry:
     """Why an attempt failed and how to wait before the next one."""
 
     cause: str
-    wait: Literal["backoff", "starting", "disconnected"]
+    wait: Literal["backoff", "starting", "disconnected", "outage"]
 
 
 class ThetaClient:
@@ -114,19 +139,23 @@ class ThetaClient:
             raise TerminalUnreachable(f"{url}: no answer from the terminal ({exc})") from exc
 
     def list_contracts(
-        self, day: dt.date, symbols: Sequence[str], max_dte: int | None = None
-    ) -> list[ListedExpiration] | None:
-        """Contracts quoted on `day` per (symbol, expiration); None when the terminal has no data (472)."""
+        self, day: dt.date, symbols: Sequence[str], max_dte: int | None = None, *, traded: bool = False
+    ) -> list[ListedExpiration] | NoData:
+        """Contracts quoted on `day` per (symbol, expiration), or with `traded` those that traded
+        (what a trade-derived answer such as ohlc holds); NoData when the terminal has none."""
         params = {"date": day.strftime("%Y%m%d"), "symbol": ",".join(symbols), "format": "ndjson"}
         if max_dte is not None:
             params["max_dte"] = str(max_dte)
         budget = Budget(self._policy, self._clock, self._sleep)
-        code, counts = self._request(self.url(LIST_CONTRACTS_ENDPOINT), params, budget, _count_contracts)
+        endpoint = LIST_TRADED_ENDPOINT if traded else LIST_CONTRACTS_ENDPOINT
+        code, counts = self._request(self.url(endpoint), params, budget, _count_contracts)
         if code == NO_DATA:
-            return None
+            return NoData(NO_DATA_472)
         if code == LARGE_REQUEST:
-            return self._list_per_symbol(day, symbols, max_dte, params)
+            return self._list_per_symbol(day, symbols, max_dte, params, traded)
         assert counts is not None
+        if not counts:
+            return NoData(EMPTY_200)
         return [ListedExpiration(s, e, n) for (s, e), n in sorted(counts.items())]
 
     def fetch_history(
@@ -140,20 +169,32 @@ class ThetaClient:
         *,
         expected_contracts: int | None = None,
         rows_per_contract: int | None = None,
+        min_contracts: int | None = None,
+        greeks: Greeks = DEFAULT_GREEKS,
     ) -> FetchResult:
-        """Fetch one (dataset, day, symbol, expiration) answer into `dest`, validated, atomically."""
+        """Fetch one (dataset, day, symbol, expiration) answer into `dest`, validated, atomically.
+
+        `min_contracts` (trade-derived datasets): the answer may hold fewer contracts than
+        `expected_contracts` (those listed), down to this many (those that traded)."""
         url = self.url(dataset.endpoint)
-        params = dataset.request_params(day, symbol, expiration, interval)
-        session = calendar.session_on(day) if dataset.interval_based else None
-        window = (calendar.OPEN, session.close) if session is not None else None
-        expected = Expected(symbol, _iso(expiration), expected_contracts, rows_per_contract, day, window)
+        session = calendar.session_on(day)
+        if session is None:
+            raise ValueError(f"{day} is not a session")
+        params = dataset.request_params(day, symbol, expiration, interval, session.close, greeks)
+        window = (calendar.OPEN, session.close) if dataset.interval_based else None
+        expected = Expected(
+            symbol, _iso(expiration), expected_contracts, rows_per_contract, day, window, min_contracts
+        )
         budget = Budget(self._policy, self._clock, self._sleep)
+        read_timeout = max(self._policy.read_timeout, dataset.read_timeout or 0.0)
+        timeout = (self._policy.connect_timeout, read_timeout)
         dest.parent.mkdir(parents=True, exist_ok=True)
         with _PartFile(dest) as out:
-            counts = self._fetch_validated(dataset, url, params, expected, out, budget)
+            counts = self._fetch_validated(dataset, url, params, expected, out, budget, timeout)
             size, digest = out.commit(dest)
-        if counts is None:
-            return FetchResult(dest, "no_data", NO_DATA, 0, 0, size, budget.requests, budget.elapsed, digest)
+        if isinstance(counts, NoData):
+            code = NO_DATA if counts.reason == NO_DATA_472 else 200
+            return FetchResult(dest, "no_data", code, 0, 0, size, budget.requests, budget.elapsed, digest)
         return FetchResult(
             dest, "ok", 200, counts.rows, counts.contracts, size, budget.requests, budget.elapsed, digest
         )
@@ -166,16 +207,17 @@ class ThetaClient:
         expected: Expected,
         out: _PartFile,
         budget: Budget,
-    ) -> Counts | None:
-        """Fetch all parts and validate the whole (None: no data); a bad body is re-asked, bounded."""
+        timeout: tuple[float, float],
+    ) -> Counts | NoData:
+        """Fetch all parts and validate the whole; a bad body is re-asked, bounded."""
         full = _full_url(url, params)
         tries = 0
         while True:
             tries += 1
             out.reset()
             try:
-                if not self._fetch_parts(url, params, out, budget):
-                    return None
+                if none := self._fetch_parts(url, params, out, budget, timeout):
+                    return none
                 out.flush()
                 return check_ndjson(out.path, dataset, expected)
             except BadResponse as exc:
@@ -184,13 +226,18 @@ class ThetaClient:
                     raise BadResponse(f"{full}: bad answer after {tries} tries: {cause}") from exc
                 budget.wait(self._policy.backoff(tries - 1, self._rng), full, cause, budget.requests)
 
-    def _fetch_parts(self, url: str, params: dict[str, str], out: _PartFile, budget: Budget) -> bool:
-        """Append the answer to `out`, splitting on 570; False when every part had no data (472)."""
-        code, _ = self._request(url, params, budget, out.append)
+    def _fetch_parts(
+        self, url: str, params: dict[str, str], out: _PartFile, budget: Budget, timeout: tuple[float, float]
+    ) -> NoData | None:
+        """Append the answer to `out`, splitting on 570; NoData when every part had none (472 or empty)."""
+        code, size = self._request(url, params, budget, out.append, timeout)
+        if code == NO_DATA:
+            return NoData(NO_DATA_472)
         if code != LARGE_REQUEST:
-            return code == 200
-        got = [self._fetch_parts(url, part, out, budget) for part in self._split(url, params, budget)]
-        return any(got)
+            return None if size else NoData(EMPTY_200)
+        split = self._split(url, params, budget)
+        parts = [self._fetch_parts(url, part, out, budget, timeout) for part in split]
+        return None if None in parts else parts[0]
 
     def _split(self, url: str, params: dict[str, str], budget: Budget) -> list[dict[str, str]]:
         """570: first per right, then per strike of that right."""
@@ -211,18 +258,23 @@ class ThetaClient:
         return strikes
 
     def _list_per_symbol(
-        self, day: dt.date, symbols: Sequence[str], max_dte: int | None, params: dict[str, str]
-    ) -> list[ListedExpiration] | None:
+        self, day: dt.date, symbols: Sequence[str], max_dte: int | None, params: dict[str, str], traded: bool
+    ) -> list[ListedExpiration] | NoData:
         if len(symbols) < 2:
-            full = _full_url(self.url(LIST_CONTRACTS_ENDPOINT), params)
+            endpoint = LIST_TRADED_ENDPOINT if traded else LIST_CONTRACTS_ENDPOINT
+            full = _full_url(self.url(endpoint), params)
             raise FatalRequestError(f"HTTP 570 for {full}: listing too large for one symbol", 570, full)
-        parts = [self.list_contracts(day, [symbol], max_dte) for symbol in symbols]
-        if all(part is None for part in parts):
-            return None
-        return [listed for part in parts if part for listed in part]
+        parts = [self.list_contracts(day, [symbol], max_dte, traded=traded) for symbol in symbols]
+        found = [listed for part in parts if not isinstance(part, NoData) for listed in part]
+        return found or next(part for part in parts if isinstance(part, NoData))
 
     def _request(
-        self, url: str, params: dict[str, str], budget: Budget, consume: Callable[[requests.Response], T]
+        self,
+        url: str,
+        params: dict[str, str],
+        budget: Budget,
+        consume: Callable[[requests.Response], T],
+        timeout: tuple[float, float] | None = None,
     ) -> tuple[int, T | None]:
         """One logical GET, retried through transient failures: (200, consume(body)), (472|570, None)."""
         full = _full_url(url, params)
@@ -230,12 +282,14 @@ class ThetaClient:
         while True:
             attempt += 1
             budget.requests += 1
-            result = self._attempt(url, params, full, consume)
+            result = self._attempt(url, params, full, consume, timeout or self._policy.timeout)
             if not isinstance(result, _Retry):
                 return result
-            # A terminal that is starting or reconnecting says nothing about this request: those waits
-            # are bounded by time (starting_wait, disconnected_max_wait, the budget), not by attempts.
-            failures += result.wait == "backoff"
+            # A terminal that is starting, reconnecting or restarting says nothing about this request:
+            # those waits are bounded by time (starting_wait, disconnected_max_wait, the budget).
+            if result.wait == "outage" and self._await_connected(result.cause, attempt, full, budget):
+                continue
+            failures += result.wait in ("backoff", "outage")
             if failures >= self._policy.max_attempts:
                 raise budget.exhausted(
                     full, result.cause, attempt, f"max_attempts={self._policy.max_attempts}"
@@ -243,10 +297,15 @@ class ThetaClient:
             self._wait(result, failures, full, budget)
 
     def _attempt(
-        self, url: str, params: dict[str, str], full: str, consume: Callable[[requests.Response], T]
+        self,
+        url: str,
+        params: dict[str, str],
+        full: str,
+        consume: Callable[[requests.Response], T],
+        timeout: tuple[float, float],
     ) -> tuple[int, T | None] | _Retry:
         try:
-            with self._session.get(url, params=params, stream=True, timeout=self._policy.timeout) as resp:
+            with self._session.get(url, params=params, stream=True, timeout=timeout) as resp:
                 code = resp.status_code
                 if code == 200:
                     return code, consume(resp)
@@ -260,6 +319,10 @@ class ThetaClient:
                 if code == SERVER_STARTING:
                     return _Retry("HTTP 571 SERVER_STARTING", "starting")
                 raise fatal_error(code, full, text)
+        except requests.exceptions.ConnectTimeout as exc:  # a ConnectionError, but the host is silent
+            return _Retry(f"{type(exc).__name__}: {exc}", "outage")
+        except _OUTAGE as exc:
+            return _Retry(f"{type(exc).__name__}: {exc}", "outage")
         except _RETRYABLE as exc:
             return _Retry(f"{type(exc).__name__}: {exc}", "backoff")
 
@@ -272,21 +335,37 @@ class ThetaClient:
         else:
             budget.wait(policy.backoff(failures - 1, self._rng), full, retry.cause, failures)
 
-    def _await_connected(self, cause: str, attempt: int, full: str, budget: Budget) -> None:
-        """474: poll the status endpoint until CONNECTED, bounded by disconnected_max_wait and the budget."""
-        limit = min(self._policy.disconnected_max_wait, budget.remaining())
+    def _await_connected(self, cause: str, attempt: int, full: str, budget: Budget) -> bool:
+        """474 or an outage: poll the status endpoint until CONNECTED, bounded by disconnected_max_wait
+        and the budget; True when the terminal was not CONNECTED at the first poll (it had to be waited for).
+
+        Past the bound with no answer at all the terminal is gone: TerminalUnreachable, which stops the run.
+        """
+        policy = self._policy
+        limit = min(policy.disconnected_max_wait, budget.remaining())
         start = self._clock()
+        polls = 0
         while True:
+            polls += 1
+            gone: TerminalUnreachable | None = None
             try:
                 state = self.status()
+            except TerminalUnreachable as exc:
+                state, gone = "no answer", exc
             except SpxDataError as exc:
                 state = f"{type(exc).__name__}: {exc}"
             if state == "CONNECTED":
-                return
-            if self._clock() - start + self._policy.disconnected_poll > limit:
+                return polls > 1
+            if self._clock() - start + policy.disconnected_poll > limit:
                 why = f"terminal not CONNECTED after {limit:g} s of polling (last status {state!r})"
+                if gone is not None:
+                    raise TerminalUnreachable(
+                        f"no terminal answers at {self._root.removesuffix('/v3')} for {limit:g} s "
+                        f"(retry.disconnected_max_wait): start ThetaTerminal (java -jar ThetaTerminalv3.jar) "
+                        f"or fix terminal_url, then run again"
+                    )
                 raise budget.exhausted(full, f"{cause}; {why}", attempt, "disconnected_max_wait")
-            self._sleep(self._policy.disconnected_poll)
+            self._sleep(policy.disconnected_poll)
 
 
 class _PartFile:
@@ -317,20 +396,26 @@ class _PartFile:
         self._file.truncate()
         self._hash = hashlib.sha256()
 
-    def append(self, resp: requests.Response) -> None:
-        """Stream one 200 body; it must be non-empty and end at a line end."""
+    def append(self, resp: requests.Response) -> int:
+        """Stream one 200 body; returns its bytes (0: an empty body, which is "no data").
+
+        A body whose last line lacks the newline is kept only when that line is a complete row (the
+        official examples print no final newline); the newline is added so parts concatenate."""
         start, hash_at_start = self._file.tell(), self._hash.copy()
-        last = b""
+        tail = b""  # the text after the body's last newline
         try:
             for chunk in resp.iter_content(chunk_size=CHUNK_SIZE):
                 if chunk:
                     self._file.write(chunk)
                     self._hash.update(chunk)
-                    last = chunk
-            if not last:
-                raise BadResponse("empty 200 body")
-            if not last.endswith(b"\n"):
-                raise TornBody("torn last line (no final newline): the body was cut short")
+                    cut = chunk.rfind(b"\n")
+                    tail = chunk[cut + 1 :] if cut >= 0 else tail + chunk
+            if tail:
+                if not complete_row(tail):
+                    raise TornBody("torn last line (no final newline): the body was cut short")
+                self._file.write(b"\n")
+                self._hash.update(b"\n")
+            return self._file.tell() - start
         except BaseException:
             self._file.seek(start)
             self._file.truncate()
@@ -365,8 +450,6 @@ def _count_contracts(resp: requests.Response) -> Counter[tuple[str, str]]:
     for block in _line_blocks(resp):
         table = _read_list_block(block)
         contracts.update(zip(*(table[name].to_pylist() for name in _LIST_SCHEMA.names), strict=True))
-    if not contracts:
-        raise BadResponse("empty 200 body for a contract listing")
     try:
         return Counter((symbol, _iso(expiration)) for symbol, expiration, _, _ in contracts)
     except ValueError as exc:
@@ -408,7 +491,8 @@ def _strike_of(line: bytes) -> Decimal:
 
 
 def _line_blocks(resp: requests.Response) -> Iterator[bytes]:
-    """The body in blocks of whole lines (small listing bodies); a torn end raises TornBody."""
+    """The body in blocks of whole lines (small listing bodies); a torn end raises TornBody, a last
+    line that is a complete row but lacks its newline is accepted."""
     rest = b""
     for chunk in resp.iter_content(chunk_size=CHUNK_SIZE):
         data = rest + chunk
@@ -417,7 +501,9 @@ def _line_blocks(resp: requests.Response) -> Iterator[bytes]:
             yield data[:cut]
         rest = data[cut:]
     if rest:
-        raise TornBody("torn last line (no final newline): the body was cut short")
+        if not complete_row(rest):
+            raise TornBody("torn last line (no final newline): the body was cut short")
+        yield rest + b"\n"
 
 
 def _drain(resp: requests.Response, limit: int = 64 << 10) -> str:

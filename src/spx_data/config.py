@@ -50,6 +50,7 @@ DEFAULTS: dict[str, Any] = {
         "starting_wait_min": 30.0,
         "starting_wait_max": 120.0,
     },
+    "greeks": {"rate_type": "sofr", "version": "latest", "rate_value": None, "annual_dividend": None},
 }
 
 
@@ -72,6 +73,7 @@ class Config:
     work: Path
     ledger: Path
     retry: Mapping[str, float]
+    greeks: datasets.Greeks = datasets.DEFAULT_GREEKS
 
     @property
     def layout(self) -> Layout:
@@ -107,6 +109,8 @@ def _coerce(value: Any, spec: Mapping[str, Any]) -> Any:
         return {k: _coerce(v, props.get(k, {})) for k, v in value.items()}
     if isinstance(value, list) and "items" in spec:
         return [_coerce(v, spec["items"]) for v in value]
+    if "string" in types and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # YAML reads `version: 1` as a number
     if not isinstance(value, str):
         return value
     if "null" in types and value.lower() in ("null", "none", "~", ""):
@@ -208,10 +212,11 @@ def load(raw: Mapping[str, Any], base: Path | None = None, today: dt.datetime | 
 
     if not isinstance(raw, Mapping):
         raise ConfigError(f"config: expected a mapping of keys to values, got {type(raw).__name__}")
-    retry_raw = raw.get("retry") or {}
-    if isinstance(retry_raw, Mapping):
-        retry_raw = {**DEFAULTS["retry"], **retry_raw}
-    doc = _coerce({**DEFAULTS, **raw, "retry": retry_raw}, schema())
+    nested = {}
+    for key in ("retry", "greeks"):
+        value = raw.get(key) or {}
+        nested[key] = {**DEFAULTS[key], **value} if isinstance(value, Mapping) else value
+    doc = _coerce({**DEFAULTS, **raw, **nested}, schema())
     errors = sorted(jsonschema.Draft202012Validator(schema()).iter_errors(doc), key=lambda e: e.path)
     if errors:
         raise ConfigError(_explain(errors[0]))
@@ -251,6 +256,7 @@ def load(raw: Mapping[str, Any], base: Path | None = None, today: dt.datetime | 
         work=paths["work_dir"],
         ledger=paths["ledger_path"],
         retry=retry,
+        greeks=datasets.Greeks(**doc["greeks"]),
     )
 
 

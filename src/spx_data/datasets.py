@@ -12,6 +12,8 @@ from typing import Literal
 
 import pyarrow as pa
 
+from spx_data import calendar
+
 SCHEMA_VERSION = "1"
 TZ = "America/New_York"
 
@@ -45,6 +47,34 @@ INTERVALS: tuple[str, ...] = (
 ARCHIVE_INTERVALS: tuple[str, ...] = ("1s", "5s", "10s", "15s", "30s", "1m", "5m", "10m", "15m", "30m", "1h")
 SYMBOLS: tuple[str, ...] = ("SPX", "SPXW")
 RIGHTS: tuple[str, ...] = ("CALL", "PUT")
+# Greeks inputs the v3 OpenAPI spec allows (rate_type, version); the terminal answers 473 to others.
+RATE_TYPES: tuple[str, ...] = (
+    "sofr", "treasury_m1", "treasury_m3", "treasury_m6", "treasury_y1", "treasury_y2", "treasury_y3",
+    "treasury_y5", "treasury_y7", "treasury_y10", "treasury_y20", "treasury_y30",
+)  # fmt: skip
+GREEKS_VERSIONS: tuple[str, ...] = ("latest", "1")
+
+
+@dataclass(frozen=True)
+class Greeks:
+    """Server-side greeks inputs, sent on every greeks request: a changed vendor default must not
+    silently change the archive."""
+
+    rate_type: str = "sofr"
+    version: str = "latest"
+    rate_value: float | None = None  # percent; overrides rate_type's curve when set
+    annual_dividend: float | None = None
+
+    def params(self) -> dict[str, str]:
+        out = {"rate_type": self.rate_type, "version": self.version}
+        for key in ("rate_value", "annual_dividend"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = f"{value:g}"
+        return out
+
+
+DEFAULT_GREEKS = Greeks()
 
 
 @dataclass(frozen=True)
@@ -57,6 +87,12 @@ class Dataset:
     date_range_params: bool  # takes start_date/end_date instead of date
     tier: str
     first_date: dt.date  # earliest history ThetaData serves for SPX options of this kind
+    read_timeout: float | None = None  # overrides retry.read_timeout (wide greeks answers are slow)
+    trade_derived: bool = False  # answers only the contracts that traded (list/contracts/trade)
+
+    @property
+    def greeks(self) -> bool:
+        return self.endpoint.startswith("/option/history/greeks/")
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -68,8 +104,27 @@ class Dataset:
         fields += [pa.field(n, ARROW_TYPES[k], nullable=False) for n, k in self.columns]
         return pa.schema(fields)
 
-    def request_params(self, day: dt.date, symbol: str, expiration: str, interval: str) -> dict[str, str]:
-        """Query parameters for one (day, symbol, expiration) request, NDJSON answer."""
+    def request_params(
+        self,
+        day: dt.date,
+        symbol: str,
+        expiration: str,
+        interval: str,
+        session_close: dt.time | None = None,
+        greeks: Greeks = DEFAULT_GREEKS,
+    ) -> dict[str, str]:
+        """Query parameters for one (day, symbol, expiration) request, NDJSON answer: the one builder
+        every request, the footer and the probe use.
+
+        Interval requests carry the session's window: the terminal fills its default 09:30-16:00 grid
+        whatever the session, so an early close needs end_time=13:15:00 sent explicitly. Without
+        `session_close` the calendar's close of `day` is used.
+        """
+        if self.interval_based and session_close is None:
+            session = calendar.session_on(day)
+            if session is None:
+                raise ValueError(f"{day} is not a session of Cboe index options")
+            session_close = session.close
         ymd = day.strftime("%Y%m%d")
         params = {"symbol": symbol, "expiration": expiration.replace("-", "")}
         if self.date_range_params:
@@ -77,7 +132,13 @@ class Dataset:
         else:
             params["date"] = ymd
         if self.interval_based:
-            params["interval"] = interval
+            params |= {
+                "interval": interval,
+                "start_time": calendar.OPEN.strftime("%H:%M:%S"),
+                "end_time": session_close.strftime("%H:%M:%S"),  # type: ignore[union-attr]
+            }
+        if self.greeks:
+            params |= greeks.params()
         params["format"] = "ndjson"
         return params
 
@@ -90,12 +151,15 @@ _QUOTE = (
 _GREEKS_TAIL = (("iv_error", "float"), ("underlying_timestamp", "timestamp"), ("underlying_price", "price"))
 _GREEKS_2020 = dt.date(2020, 1, 1)
 _OPTIONS_2012 = dt.date(2012, 6, 1)
+_TRADES_2016 = dt.date(2016, 1, 1)  # documented first date of options trades, OHLC and EOD
+# Third-party v3 SPX downloaders need 300 s for a wide chain's greeks answer.
+GREEKS_READ_TIMEOUT = 300.0
 
 
 def _greeks(name: str, endpoint: str, tier: str, values: tuple[str, ...]) -> Dataset:
     cols = (("timestamp", "timestamp"), ("bid", "price"), ("ask", "price"))
     cols += tuple((v, "greek") for v in values) + _GREEKS_TAIL
-    return Dataset(name, endpoint, cols, True, False, False, tier, _GREEKS_2020)
+    return Dataset(name, endpoint, cols, True, False, False, tier, _GREEKS_2020, GREEKS_READ_TIMEOUT)
 
 
 DATASETS: dict[str, Dataset] = {
@@ -119,7 +183,8 @@ DATASETS: dict[str, Dataset] = {
             False,
             False,
             "value",
-            _OPTIONS_2012,
+            _TRADES_2016,
+            trade_derived=True,
         ),
         Dataset(
             "open_interest",
@@ -149,7 +214,7 @@ DATASETS: dict[str, Dataset] = {
             True,
             True,
             "free",
-            _OPTIONS_2012,
+            _TRADES_2016,
         ),
         _greeks(
             "greeks_first_order",
@@ -175,6 +240,7 @@ DATASETS: dict[str, Dataset] = {
             False,
             "standard",
             _GREEKS_2020,
+            GREEKS_READ_TIMEOUT,
         ),
         _greeks(
             "greeks_second_order",
@@ -220,6 +286,7 @@ DATASETS: dict[str, Dataset] = {
 }
 
 LIST_CONTRACTS_ENDPOINT = "/option/list/contracts/quote"
+LIST_TRADED_ENDPOINT = "/option/list/contracts/trade"  # the contracts a trade-derived answer holds
 STATUS_ENDPOINT = "/terminal/mdds/status"
 
 

@@ -14,13 +14,18 @@ import sys
 import time
 from pathlib import Path
 
-from spx_data import arrow_only, datasets, listing, outcomes
+from spx_data import arrow_only, datasets, listing, outage, outcomes
 from spx_data.calendar import session_on
+from spx_data.errors import TerminalUnreachable
 from spx_data.paths import Layout, check_date, check_symbol
 
 
 def _layout(args: argparse.Namespace) -> Layout:
     return Layout(Path(args.archive), Path(args.work))
+
+
+def _greeks(args: argparse.Namespace) -> datasets.Greeks:
+    return datasets.Greeks(**json.loads(args.greeks))
 
 
 def fetch(args: argparse.Namespace) -> int:
@@ -34,12 +39,17 @@ def fetch(args: argparse.Namespace) -> int:
     started = time.monotonic()
     fields = {"dataset": dataset.name, "day": day, "symbol": symbol, "expiration": expiration}
     try:
+        outage.check(layout.work)  # this run lost the terminal for good: stop at once
         found = listing.read(layout.listing(day))
         contracts = (
             next((n for s, e, n in found.expirations if (s, e) == (symbol, expiration)), None)
             if found
             else None
         )
+        # Trade-derived answers hold only traded contracts: those listed as traded at least (all of
+        # the quoted ones at most); a listing cached before traded ones were listed bounds them by 0.
+        traded = found.traded_contracts(symbol, expiration) if found else None
+        least = (traded or 0) if dataset.trade_derived else None
         client = ThetaClient(args.url, retry_policy(json.loads(args.retry)))
         session = session_on(dt.date.fromisoformat(day))  # may need pandas (a calendar cache miss)
         assert session is not None, f"{day} is not a session"
@@ -48,8 +58,11 @@ def fetch(args: argparse.Namespace) -> int:
                 dataset, session.day, symbol, expiration, args.interval, Path(args.out),
                 expected_contracts=contracts if dataset.interval_based else None,
                 rows_per_contract=session.intervals(args.interval) if dataset.interval_based else None,
+                min_contracts=least if dataset.interval_based else None, greeks=_greeks(args),
             )  # fmt: skip
     except Exception as e:
+        if isinstance(e, TerminalUnreachable):
+            outage.give_up(layout.work, e)
         outcomes.write_event(
             layout.outcomes(), "fetch", **fields, status="failed", http_status=getattr(e, "status", None),
             attempts=None, rows=0, bytes=0, seconds=round(time.monotonic() - started, 3), sha256=None,
@@ -63,9 +76,22 @@ def fetch(args: argparse.Namespace) -> int:
     outcomes.write_event(
         layout.outcomes(), "fetch", **fields, status=result.status, http_status=result.http_status,
         attempts=result.attempts, rows=result.rows, bytes=result.bytes, seconds=round(result.seconds, 3),
-        sha256=result.sha256, error_class=None, error=None,
+        sha256=result.sha256, error_class=None, error=None, contracts=result.contracts,
     )  # fmt: skip
     return 0
+
+
+def _note(dataset: datasets.Dataset, found: listing.Listing, selected: list[tuple[str, str, int]],
+          rows: int, rows_per_contract: int) -> str | None:  # fmt: skip
+    """What the ledger shows beside the day's status: why it has no data, or the contracts a
+    trade-derived answer left out (those that did not trade)."""
+    if found.no_data:
+        return f"no data: the listing answered {found.no_data_reason or 'HTTP 472'}"
+    if not (dataset.trade_derived and dataset.interval_based and rows):
+        return None
+    listed = sum(n for _, _, n in selected)
+    missing = listed - rows // rows_per_contract
+    return f"{missing} of {listed} listed contracts not answered (no trades)" if missing else None
 
 
 def assemble(args: argparse.Namespace) -> int:
@@ -79,20 +105,21 @@ def assemble(args: argparse.Namespace) -> int:
     outcomes.write_event(layout.outcomes(), "assemble_start", **fields)
     started = time.monotonic()
     try:
+        outage.check(layout.work)
         found = listing.read(layout.listing(day))
         if found is None:
-            raise RuntimeError(f"no listing for {day}: the listing request failed (see the listing log)")
+            raise RuntimeError(f"no listing for {day}: {listing.failure(layout.listing(day))}")
         session = session_on(dt.date.fromisoformat(day))
         assert session is not None, f"{day} is not a session"
-        sources = [
-            Source(s, e, layout.ndjson(dataset.name, day, s, e))
-            for s, e, _ in found.select(args.symbols.split(","), args.max_dte)
-        ]
+        selected = found.select(args.symbols.split(","), args.max_dte)
+        sources = [Source(s, e, layout.ndjson(dataset.name, day, s, e)) for s, e, _ in selected]
         provenance = {"symbols": args.symbols, "max_dte": str(args.max_dte)}
         result = assemble_day(
             dataset, session, args.interval, sources, layout.parquet(dataset.name, day),
-            layout.sidecar(dataset.name, day), provenance,
+            layout.sidecar(dataset.name, day), provenance, _greeks(args),
         )  # fmt: skip
+        rpc = session.intervals(args.interval) if dataset.interval_based else 1
+        note = _note(dataset, found, selected, result.rows, rpc)
     except Exception as e:
         outcomes.write_event(
             layout.outcomes(), "assemble", **fields, status="failed", rows=0, bytes=0, sha256=None,
@@ -102,7 +129,7 @@ def assemble(args: argparse.Namespace) -> int:
         return 1
     outcomes.write_event(
         layout.outcomes(), "assemble", **fields, status=result.status, rows=result.rows, bytes=result.bytes,
-        sha256=result.sha256, seconds=round(result.seconds, 3), error_class=None, error=None,
+        sha256=result.sha256, seconds=round(result.seconds, 3), error_class=None, error=None, note=note,
     )  # fmt: skip
     return 0
 
@@ -122,6 +149,8 @@ def main(argv: list[str] | None = None, *, own_process: bool = False) -> int:
     f.add_argument("--interval", required=True)
     f.add_argument("--retry", required=True, help="retry policy as JSON")
     a = sub.add_parser("assemble")
+    for step in (f, a):
+        step.add_argument("--greeks", default="{}", help="greeks inputs as JSON (config `greeks`)")
     a.add_argument("dataset")
     a.add_argument("day")
     a.add_argument("--interval", required=True)
