@@ -45,22 +45,26 @@ from urllib.parse import parse_qsl, urlsplit
 import numpy as np
 
 from spx_data import calendar
-from spx_data.datasets import DATASETS, INTERVALS, LIST_CONTRACTS_ENDPOINT, STATUS_ENDPOINT, SYMBOLS, Dataset
+from spx_data.datasets import (
+    DATASETS,
+    GREEKS_VERSIONS,
+    INTERVALS,
+    LIST_CONTRACTS_ENDPOINT,
+    LIST_TRADED_ENDPOINT,
+    RATE_TYPES,
+    STATUS_ENDPOINT,
+    SYMBOLS,
+    Dataset,
+)
 from spx_data.sim import bad_data as bd
 from spx_data.sim import chain as ch
 from spx_data.sim.faults import FAULT_CLASSES, TIERS, Decision, FaultPlan, Slots, Stats, check_rates
 
 API = "/v3"
 STATS_PATH = "/sim/stats"
-TRADE_CONTRACTS_PATH = "/option/list/contracts/trade"  # the contracts that traded on a date
-TRADE_DERIVED: frozenset[str] = frozenset({"ohlc"})  # datasets built from trades (traded_only)
 # The spec's allowed values of the greeks inputs; None: a number.
 GREEKS_INPUTS: dict[str, tuple[str, ...] | None] = {
-    "rate_type": ("sofr", *(f"treasury_{t}" for t in ("m1", "m3", "m6", "y1", "y2", "y3", "y5", "y7", "y10",
-                                                      "y20", "y30"))),
-    "version": ("latest", "1"),
-    "rate_value": None,  # percent
-    "annual_dividend": None,  # dollars a year
+    "rate_type": RATE_TYPES, "version": GREEKS_VERSIONS, "rate_value": None, "annual_dividend": None,
 }  # fmt: skip
 # Parameters that select rows or greeks inputs but not the request's identity: its ndjson key order and
 # fault draws stay those of the same request without them, so sending the defaults keeps the bytes.
@@ -236,7 +240,7 @@ class Routes:
         self._bad_lock = threading.Lock()
         self.table: dict[str, Callable[[Mapping[str, str], str], Answer]] = {
             API + LIST_CONTRACTS_ENDPOINT: partial(self.list_contracts, traded=False),
-            API + TRADE_CONTRACTS_PATH: partial(self.list_contracts, traded=True),
+            API + LIST_TRADED_ENDPOINT: partial(self.list_contracts, traded=True),
             API + "/option/list/expirations": self.list_expirations,
             API + "/option/list/strikes": self.list_strikes,
             API + "/option/list/dates/quote": self.list_dates,
@@ -354,9 +358,9 @@ class Routes:
         if start_ms is not None and end_ms is not None and start_ms > end_ms:
             window = f"start_time={params.get('start_time')}, end_time={params.get('end_time')}"
             raise Reply(473, f"INVALID_PARAMS: {window}: the start is after the end")
-        if ds.endpoint.startswith("/option/history/greeks/"):
+        if ds.greeks:
             self.counters.count("greeks_inputs", _greeks_inputs(params))
-        traded_only = self.config.traded_only and ds.name in TRADE_DERIVED
+        traded_only = self.config.traded_only and ds.trade_derived
         if symbol not in SYMBOLS:
             raise Reply(472, f"NO_DATA: unknown symbol {symbol}")
         plan = []
