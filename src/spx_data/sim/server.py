@@ -519,12 +519,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _text(self, status: int, body: str, content_type: str = "text/plain") -> None:
         data = body.encode()
+        # Counted before the client can read the answer, so its next request sees the count.
+        self.server.sim.counters.count("statuses", str(status))
         self.send_response(status, REASONS.get(status))
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-        self.server.sim.counters.count("statuses", str(status))
 
     def _stream(self, answer: Answer, fault: str | None) -> None:
         sim = self.server.sim
