@@ -33,7 +33,7 @@ from spx_data.config import Config
 from spx_data.datasets import Dataset
 from spx_data.datasets import get as get_dataset
 from spx_data.errors import BadResponse, SpxDataError
-from spx_data.ndjson_check import Expected, check_ndjson, complete_row
+from spx_data.ndjson_check import Expected, check_ndjson, complete_row, first_line
 
 OK, BAD = "✓", "✗"
 LOOKBACK = dt.timedelta(days=400)  # early closes come two or three times a year
@@ -259,8 +259,8 @@ class Probe:
     ) -> None:
         subject = f"{ds.name} {session.day}"
         base = Expected(pick.symbol, pick.expiration)
-        first = json.loads(path.read_bytes().split(b"\n", 1)[0] or b"{}")
-        keys, want = set(first), set(ds.column_names)
+        with path.open("rb") as f:
+            keys, want = set(_row(first_line(f))), set(ds.column_names)
         if "ms_of_day" in keys and "timestamp" in want:  # the date + ms_of_day shape the archive reads too
             want = (want - {"timestamp"}) | {"date", "ms_of_day"}
         try:
@@ -432,6 +432,15 @@ def _whole_lines(bodies: Sequence[bytes]) -> bytes:
     )
 
 
+def _row(line: bytes) -> dict[str, Any]:
+    """A row's fields, or none when the line is not a JSON object (the checker then names the problem)."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return {}
+    return row if isinstance(row, dict) else {}
+
+
 def _last_time(path: Path) -> str:
     """The time of the answer's last row (rows come contract by contract, each in time order)."""
     with path.open("rb") as f:
@@ -475,7 +484,7 @@ def run(cfg: Config, days: Days | None = None) -> tuple[list[Finding], Path]:
             {k: v for k, v in dataclasses.asdict(x).items() if k != "body"} for x in probe.session.exchanges
         ],
     }
-    atomic.write_bytes(report, json.dumps(doc, subject=1).encode())
+    atomic.write_bytes(report, json.dumps(doc, indent=1).encode())
     return findings, report
 
 
