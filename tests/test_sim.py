@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
 import socket
@@ -20,7 +21,7 @@ import pyarrow as pa
 import pytest
 import requests
 
-from spx_data.datasets import DATASETS
+from spx_data.datasets import CONTRACT_COLUMNS, DATASETS
 from spx_data.sim import chain as ch
 from spx_data.sim.faults import FaultPlan, Slots
 from spx_data.sim.server import SimConfig, Simulator, build_parser, config_from_args, main
@@ -122,11 +123,21 @@ def test_holiday_expiration_moves_to_previous_session() -> None:
     assert {d.weekday() for d in old if d <= dt.date(2021, 6, 30)} == {0, 2, 4}
 
 
-@pytest.mark.parametrize(("day", "rows", "last"), [(DAY, 391, "16:00:00"), (EARLY, 226, "13:15:00")])
-def test_rows_per_contract(simulator: Factory, day: str, rows: int, last: str) -> None:
+@pytest.mark.parametrize(
+    ("day", "window", "rows", "last"),
+    [
+        (DAY, {}, 391, "16:00:00"),
+        (DAY, {"start_time": "09:30:00", "end_time": "16:00:00"}, 391, "16:00:00"),
+        (EARLY, {}, 391, "16:00:00"),  # a real terminal fills to its default end_time whatever the session
+        (EARLY, {"start_time": "09:30:00", "end_time": "13:15:00"}, 226, "13:15:00"),
+    ],
+)
+def test_rows_per_contract(
+    simulator: Factory, day: str, window: dict[str, str], rows: int, last: str
+) -> None:
     sim = simulator()
     expiration = (ch.Chain("tiny").expirations(ch._as_date(day), "SPXW") or ())[0].strftime("%Y%m%d")
-    data = ndjson(quote(sim, expiration, day).text)
+    data = ndjson(quote(sim, expiration, day, **window).text)
     per_contract = Counter((d["strike"], d["right"]) for d in data)
     assert set(per_contract.values()) == {rows} and len(per_contract) == 20
     times = sorted({d["timestamp"] for d in data})
@@ -574,3 +585,193 @@ def test_sim_package_exports_lazily() -> None:
         import spx_data.sim
 
         spx_data.sim.nope  # noqa: B018
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Issue 10: the real terminal's window, its unsettled behaviours as switches, list/contracts/trade
+
+
+def lines(body: bytes) -> list[dict[str, Any]]:
+    """NDJSON rows, with or without the final newline."""
+    return [json.loads(line) for line in body.splitlines()]
+
+
+def history(sim: Simulator, dataset: str, day: str = DAY, **params: Any) -> requests.Response:
+    base = {"symbol": "SPXW", "expiration": day, "date": day, "interval": "1m", "format": "ndjson"}
+    return get(sim, DATASETS[dataset].endpoint, **(base | params))
+
+
+# sha256 of answers captured from the simulator before issue 10 (no window, no greeks inputs sent; the
+# early close then stopped at 13:15 by itself).
+TODAYS_BYTES = {
+    (DAY, "quote"): "cb0cc465121a4d3b7a0960a3a8ec0ad440453d5179ec7ad4cfa2ee03e9c69c3a",
+    (DAY, "ohlc"): "bc7eb0873e4ff23d2782b297a6dce952f08161497f3d7db73538e6e35b56dd64",
+    (DAY, "greeks_first_order"): "c4639599057154259c3b239a61e6e18814e21f16d90398d91e8db827f7fd2114",
+    (EARLY, "quote"): "b4237f2477262b2542d88f04ff8ff8f586a6c76e5fc60ce7f12c31c25104315c",
+    (EARLY, "ohlc"): "decab84ccf799cb4e07905649bcf14f8a54a88c1e003fe1ecddf43935688690a",
+    (EARLY, "greeks_first_order"): "118624cc45dcaaf425ffafb91ef4b0591d5c4f53d183739fdfb3ad37c09b56f5",
+}
+GREEKS_DEFAULTS = {"rate_type": "sofr", "version": "latest"}
+
+
+@pytest.mark.parametrize(("day", "dataset"), list(TODAYS_BYTES))
+def test_window_and_greeks_inputs_keep_todays_bytes(simulator: Factory, day: str, dataset: str) -> None:
+    close = "13:15:00" if day == EARLY else "16:00:00"
+    params = {"start_time": "09:30:00", "end_time": close}
+    params |= GREEKS_DEFAULTS if dataset.startswith("greeks") else {}
+    body = history(simulator(), dataset, day, **params).content
+    assert hashlib.sha256(body).hexdigest() == TODAYS_BYTES[(day, dataset)]
+
+
+@pytest.mark.parametrize("dataset", ["quote", "ohlc", "greeks_first_order"])
+def test_early_close_filled_to_1600_without_quotes(simulator: Factory, dataset: str) -> None:
+    sim = simulator()
+    filled = history(sim, dataset, EARLY).content.splitlines(keepends=True)
+    session = history(sim, dataset, EARLY, end_time="13:15:00").content.splitlines(keepends=True)
+    stamp = [json.loads(line)["timestamp"][11:] for line in filled]
+    # the session's rows are those of the filled answer up to the close, byte for byte
+    assert [line for line, t in zip(filled, stamp, strict=True) if t <= "13:15:00"] == session
+    after = [json.loads(line) for line, t in zip(filled, stamp, strict=True) if t > "13:15:00"]
+    assert len(after) == 20 * 165 and max(stamp) == "16:00:00"
+    zero = {"quote": ("bid", "ask", "bid_size", "ask_size"), "ohlc": ("volume", "count", "open", "close"),
+            "greeks_first_order": ("bid", "ask", "delta", "implied_vol")}[dataset]  # fmt: skip
+    assert all(row[c] == 0 for row in after for c in zero)
+    assert any(row[zero[0]] != 0 for row in map(json.loads, session))
+    if dataset == "greeks_first_order":
+        assert {row["iv_error"] for row in after} == {100}
+
+
+def test_window_selects_rows_from_its_start(simulator: Factory) -> None:
+    sim = simulator()
+    rows = lines(history(sim, "quote", start_time="15:00:00", end_time="16:10:00", interval="30m").content)
+    assert sorted({r["timestamp"][11:] for r in rows}) == ["15:00:00", "15:30:00", "16:00:00"]
+    late = [r for r in rows if r["timestamp"].endswith("16:00:00")]
+    assert late and all(r["bid"] > 0 or r["ask"] > 0 for r in late)  # 16:00 is in a regular session
+    one = lines(
+        history(sim, "quote", start_time="12:00:00.500", end_time="12:00:00.500", interval="1s").content
+    )
+    assert len(one) == 20 and {r["timestamp"][11:] for r in one} == {"12:00:00.500"}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"start_time": "9:30:00"}, {"end_time": "16:00"}, {"end_time": "24:00:00"},
+        {"start_time": "09:60:00"},
+        {"end_time": "16:00:00.1234"}, {"start_time": "10:00:00", "end_time": "09:59:59"},
+        {"rate_type": "libor"}, {"rate_type": "SOFR"}, {"version": "2"}, {"rate_value": "abc"},
+        {"rate_value": "nan"}, {"annual_dividend": "-1"}, {"annual_dividend": "inf"},
+    ],
+)  # fmt: skip
+def test_bad_window_or_greeks_input_gets_473(simulator: Factory, params: dict[str, str]) -> None:
+    r = history(simulator(), "greeks_first_order", **params)
+    assert r.status_code == 473 and r.text.startswith("INVALID_PARAMS") and next(iter(params)) in r.text
+
+
+def test_greeks_inputs_accepted_and_counted(simulator: Factory) -> None:
+    sim = simulator()
+    plain = history(sim, "greeks_first_order", interval="1h").content
+    for inputs in (
+        GREEKS_DEFAULTS,
+        {"rate_type": "treasury_y10", "version": "1", "rate_value": "4.25", "annual_dividend": "70.5"},
+        {"rate_value": "-0.1", "annual_dividend": "0"},
+    ):
+        # the inputs are the vendor's formulas' business: the simulated greeks do not change
+        assert history(sim, "greeks_first_order", interval="1h", **inputs).content == plain
+    assert history(sim, "quote", interval="1h", rate_type="libor").status_code == 200  # not a greeks path
+    assert sim.stats["greeks_inputs"] == {
+        "(none)": 1,
+        "rate_type=sofr&version=latest": 1,
+        "rate_type=treasury_y10&version=1&rate_value=4.25&annual_dividend=70.5": 1,
+        "rate_value=-0.1&annual_dividend=0": 1,
+    }
+
+
+def test_final_newline_switch(simulator: Factory) -> None:
+    plain, bare = simulator(), simulator(final_newline=False)
+    requests_ = [
+        lambda sim: history(sim, "quote"),
+        lambda sim: history(sim, "open_interest", expiration="*", interval=None),
+        lambda sim: get(sim, "/option/list/contracts/quote", date=DAY, format="ndjson"),
+        lambda sim: get(sim, "/option/list/contracts/trade", date=DAY, format="ndjson"),
+        lambda sim: get(sim, "/calendar/on_date", date=DAY, format="ndjson"),
+    ]
+    for ask in requests_:
+        whole, cut = ask(plain).content, ask(bare).content
+        assert whole.endswith(b"}\n") and cut + b"\n" == whole
+    assert history(bare, "quote", format="csv").content == history(plain, "quote", format="csv").content
+    torn = simulator(final_newline=False, fault_rates={"torn": 1.0})
+    body = history(torn, "quote").content
+    assert history(plain, "quote").content.startswith(body) and not body.endswith(b"}")
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(body.rsplit(b"\n", 1)[1])
+
+
+def _contracts(rows: list[dict[str, Any]]) -> set[tuple[Any, ...]]:
+    return {(r["symbol"], r["expiration"], r["strike"], r["right"]) for r in rows}
+
+
+@pytest.mark.parametrize("chain", ["tiny", "small"])
+def test_list_contracts_trade(simulator: Factory, chain: str) -> None:
+    sim = simulator(chain=chain)
+    quoted = lines(
+        get(sim, "/option/list/contracts/quote", date=DAY, symbol="SPX,SPXW", format="ndjson").content
+    )
+    traded = lines(
+        get(sim, "/option/list/contracts/trade", date=DAY, symbol="SPX,SPXW", format="ndjson").content
+    )
+    assert _contracts(traded) < _contracts(quoted) and len(traded) > len(quoted) // 2
+    assert {frozenset(r) for r in traded} == {frozenset(r) for r in quoted} == {frozenset(CONTRACT_COLUMNS)}
+    csv = get(sim, "/option/list/contracts/trade", date=DAY, symbol="SPXW", max_dte="0", format="csv").text
+    assert csv.split("\r\n")[0] == "symbol,expiration,strike,right"
+    assert {line.split(",")[1] for line in csv.split("\r\n")[1:-1]} == {"2024-06-12"}
+    zero_dte = {c for c in _contracts(traded) if c[:2] == ("SPXW", "2024-06-12")}
+    assert len(csv.split("\r\n")) - 2 == len(zero_dte) > 0
+    for day, status in (("20240704", 472), ("20240615", 472), ("2024-13-01", 473)):
+        r = get(sim, "/option/list/contracts/trade", date=day, symbol="SPXW")
+        assert r.status_code == status
+    assert get(sim, "/option/list/contracts/trade", date=DAY, max_dte="x").status_code == 473
+
+
+def test_traded_only_ohlc_answers_the_traded_contracts(simulator: Factory) -> None:
+    plain, real = simulator(), simulator(traded_only=True)
+    traded = _contracts(lines(get(real, "/option/list/contracts/trade", date=DAY, format="ndjson").content))
+    whole, only = lines(history(plain, "ohlc").content), lines(history(real, "ohlc").content)
+    zero_dte = {c for c in traded if c[:2] == ("SPXW", "2024-06-12")}
+    assert _contracts(only) == zero_dte and len(zero_dte) < len(_contracts(whole)) == 20
+    assert only == [r for r in whole if _contracts([r]) <= zero_dte]  # the same rows, fewer contracts
+    assert _contracts(lines(history(plain, "ohlc").content)) == _contracts(whole)  # default: every contract
+    for dataset in ("quote", "greeks_first_order"):  # quote-derived answers keep every contract
+        assert len(_contracts(lines(history(real, dataset, interval="1h").content))) == 20
+    untraded = sorted(_contracts(whole) - zero_dte)[0]
+    r = history(real, "ohlc", strike=f"{untraded[2]:g}", right=untraded[3].lower())
+    assert r.status_code == 472
+
+
+def test_empty_no_data_switch(simulator: Factory) -> None:
+    sim = simulator(empty_no_data=True, no_data_days=("2024-06-13",))
+    for r in (
+        get(sim, "/option/list/contracts/quote", date="20240704", format="ndjson"),
+        get(sim, "/option/list/contracts/trade", date="20240704"),
+        history(sim, "quote", "20240613"),
+        history(sim, "quote", expiration="20240628"),
+        history(sim, "eod", start_date="20240704", end_date="20240704", interval=None, date=None),
+    ):
+        assert (r.status_code, r.content, r.headers["Content-Length"]) == (200, b"", "0")
+    assert history(sim, "quote").status_code == 200 and len(history(sim, "quote").content) > 100_000
+    assert history(sim, "quote", interval="2m").status_code == 473
+    assert history(simulator(), "quote", "20240704").status_code == 472  # the default stays 472
+
+
+def test_real_terminal_preset_and_cli_switches() -> None:
+    preset = SimConfig.real_terminal(chain="small")
+    assert (preset.final_newline, preset.traded_only, preset.empty_no_data, preset.chain) == (
+        False, True, True, "small",
+    )  # fmt: skip
+    default = SimConfig()
+    assert (default.final_newline, default.traded_only, default.empty_no_data) == (True, False, False)
+    parse = build_parser().parse_args
+    assert config_from_args(parse(["--real-terminal"])) == SimConfig.real_terminal(chain="full", port=25503)
+    one = config_from_args(parse(["--no-final-newline", "--traded-only", "--empty-no-data"]))
+    assert one == SimConfig.real_terminal(chain="full", port=25503)
+    assert config_from_args(parse(["--traded-only"])) == SimConfig(chain="full", port=25503, traded_only=True)

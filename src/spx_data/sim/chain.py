@@ -39,6 +39,7 @@ OPEN_MS = 9 * 3_600_000 + 30 * 60_000
 DAY_MS = 86_400_000
 _YEAR_MS = 365.0 * DAY_MS
 _HOUR_MS = 3_600_000
+REGULAR_CLOSE_MS = calendar.REGULAR_CLOSE.hour * _HOUR_MS
 _FIRST_DAY, _LAST_DAY = dt.date(2000, 1, 3), dt.date(2040, 12, 31)  # index paths cover 2000..2045 (LEAPS)
 
 
@@ -256,6 +257,9 @@ class Contracts:
             keep &= self.puts == (right == "PUT")
         if strike is not None:
             keep &= self.strikes == strike
+        return self.where(keep)
+
+    def where(self, keep: np.ndarray) -> Contracts:
         return Contracts(self.strikes[keep], self.puts[keep])
 
 
@@ -273,13 +277,14 @@ INTERVAL_MS: dict[str, int] = {name: sec * 1000 for name, sec in calendar.INTERV
 def interval_grid(
     day: dt.date, interval: str, start_ms: int | None = None, end_ms: int | None = None
 ) -> np.ndarray:
-    """Row times (ms of day) of an interval answer: 09:30 to the close, both ends included, clipped to
-    the optional [start_ms, end_ms] window. Equals Session.interval_times for the archive intervals."""
+    """Row times (ms of day) of an interval answer: every step from start_ms to end_ms, both included.
+
+    Without a window, 09:30 to the session's close: the rows the archive keeps (Session.interval_times).
+    The terminal itself fills whatever window it is asked for, past an early close too (see server)."""
     step = INTERVAL_MS[interval]
-    close = close_ms(day) or calendar.REGULAR_CLOSE.hour * _HOUR_MS
-    times = np.arange(OPEN_MS, close + 1, step, dtype=np.int64)
-    lo, hi = start_ms if start_ms is not None else OPEN_MS, end_ms if end_ms is not None else close
-    return times[(times >= lo) & (times <= hi)]
+    lo = OPEN_MS if start_ms is None else start_ms
+    hi = (close_ms(day) or REGULAR_CLOSE_MS) if end_ms is None else end_ms
+    return np.arange(lo, hi + 1, step, dtype=np.int64)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -371,7 +376,10 @@ class _Market:
     def no_quote(self) -> np.ndarray:
         if not self.ds.interval_based:
             return np.zeros(self.n, dtype=bool)
-        return (self.t == OPEN_MS) & (self.u("no-quote", market=True, per_contract=True) < _NO_QUOTE_SHARE)
+        # Rows a window asks for outside the session (after an early close) are filled without a quote.
+        outside = (self.t < OPEN_MS) | (self.t > self.path.close_ms)
+        first = (self.t == OPEN_MS) & (self.u("no-quote", market=True, per_contract=True) < _NO_QUOTE_SHARE)
+        return first | outside
 
     @cached_property
     def sigma(self) -> np.ndarray:
@@ -951,6 +959,19 @@ class Chain:
             strikes = np.sort(strikes[nearest])
         return Contracts(np.repeat(strikes, 2), np.tile(np.array([False, True]), len(strikes)))
 
+    @lru_cache(maxsize=8192)  # noqa: B019
+    def traded(self, day: dt.date, symbol: str, expiration: dt.date) -> Contracts | None:
+        """The quoted contracts that traded on `day` (list/contracts/trade); None when not listed that day.
+
+        One draw per contract and day, likelier near the money at the open, so the set does not depend
+        on a request's interval; the contracts' bars keep their values (traded_only only drops rows)."""
+        found = self.contracts(day, symbol, expiration)
+        if found is None:
+            return None
+        at_open = _Market(DATASETS["ohlc"], day, symbol, expiration, found, np.array([OPEN_MS]), self.seed)
+        activity = np.exp(-0.5 * at_open.moneyness**2)
+        return found.where(at_open.u("traded-day", market=True, per_contract=True) < 0.9 * activity + 0.05)
+
     def listing(
         self, day: dt.date, symbols: Sequence[str] = SYMBOLS, max_dte: int | None = None
     ) -> list[tuple[str, str, int]] | None:
@@ -1020,13 +1041,16 @@ class Chain:
                 yield make_block(ds, day, symbol, expiration, sub, times, self.seed)
 
     def request_parts(
-        self, day: dt.date, symbol: str, expiration: dt.date | str, right: str | None, strike: int | None
-    ) -> list[tuple[dt.date, Contracts]] | None:
-        """(expiration, contracts) answering a request; None when nothing is listed for it."""
+        self, day: dt.date, symbol: str, expiration: dt.date | str, right: str | None, strike: int | None,
+        traded_only: bool = False,
+    ) -> list[tuple[dt.date, Contracts]] | None:  # fmt: skip
+        """(expiration, contracts) answering a request, only those that traded when `traded_only`; None
+        when nothing is listed for it."""
         exps = list(self.expirations(day, symbol) or ()) if expiration == "*" else [_as_date(expiration)]
+        contracts = self.traded if traded_only else self.contracts
         parts = []
         for exp in exps:
-            found = self.contracts(day, symbol, exp)
+            found = contracts(day, symbol, exp)
             if found is None:
                 return None
             chosen = found.select(right, strike)

@@ -151,6 +151,7 @@ class Stats:
     statuses: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
     bad_data: Counter[str] = field(default_factory=Counter)  # spoiled 200 answers by kind
+    greeks_inputs: Counter[str] = field(default_factory=Counter)  # greeks requests by the inputs they sent
     rows: int = 0
     bytes: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -171,6 +172,7 @@ class Stats:
                 "statuses": dict(sorted(self.statuses.items())),
                 "faults": {c: self.faults.get(c, 0) for c in (*FAULT_CLASSES, "570", "queue_full")},
                 "bad_data": dict(sorted(self.bad_data.items())),
+                "greeks_inputs": dict(sorted(self.greeks_inputs.items())),
                 "rows": self.rows,
                 "bytes": self.bytes,
             }

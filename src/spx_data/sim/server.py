@@ -10,6 +10,14 @@ answers 473; `list/strikes` answers `symbol,strike`; list endpoints without a da
 `strikes`, `dates`) see the chain as of `SimConfig.today` (default: the real date).
 `SimConfig.bad_data` switches make history answers 200s with a wrong body (see `bad_data`);
 `SimConfig.time_columns` makes history rows carry `date` + `ms_of_day` instead of `timestamp`.
+
+Like a real terminal, interval answers fill `start_time`..`end_time` (default 09:30:00-16:00:00) on every
+session: after an early close the rows carry no quote and no volume. The behaviours no public source
+settles are switches (`final_newline`, `traded_only`, `empty_no_data`); `SimConfig.real_terminal()` and
+`--real-terminal` turn on every one a real terminal shows or may show. Greeks inputs (`rate_type`,
+`version`, `rate_value`, `annual_dividend`) are checked against the spec's values but do not change the
+simulated greeks: the vendor's formulas for them are not public, so any effect would be invented; what
+the greeks requests sent is counted in `/sim/stats` (`greeks_inputs`).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import contextlib
 import datetime as dt
 import json
 import math
+import re
 import signal
 import socket
 import sys
@@ -28,6 +37,7 @@ import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -35,13 +45,30 @@ from urllib.parse import parse_qsl, urlsplit
 import numpy as np
 
 from spx_data import calendar
-from spx_data.datasets import DATASETS, INTERVALS, LIST_CONTRACTS_ENDPOINT, STATUS_ENDPOINT, SYMBOLS, Dataset
+from spx_data.datasets import (
+    DATASETS,
+    GREEKS_VERSIONS,
+    INTERVALS,
+    LIST_CONTRACTS_ENDPOINT,
+    LIST_TRADED_ENDPOINT,
+    RATE_TYPES,
+    STATUS_ENDPOINT,
+    SYMBOLS,
+    Dataset,
+)
 from spx_data.sim import bad_data as bd
 from spx_data.sim import chain as ch
 from spx_data.sim.faults import FAULT_CLASSES, TIERS, Decision, FaultPlan, Slots, Stats, check_rates
 
 API = "/v3"
 STATS_PATH = "/sim/stats"
+# The spec's allowed values of the greeks inputs; None: a number.
+GREEKS_INPUTS: dict[str, tuple[str, ...] | None] = {
+    "rate_type": RATE_TYPES, "version": GREEKS_VERSIONS, "rate_value": None, "annual_dividend": None,
+}  # fmt: skip
+# Parameters that select rows or greeks inputs but not the request's identity: its ndjson key order and
+# fault draws stay those of the same request without them, so sending the defaults keeps the bytes.
+_NOT_IN_KEY = frozenset(("start_time", "end_time", *GREEKS_INPUTS))
 CONTENT_TYPES = {"ndjson": "application/x-ndjson", "csv": "text/csv", "json": "application/json"}
 REASONS = {
     404: "Not Found", 429: "Too Many Requests", 470: "GENERAL", 472: "NO_DATA", 473: "INVALID_PARAMS",
@@ -69,6 +96,14 @@ class SimConfig:
     bad_data: tuple[str, ...] = ()  # "KIND" or "KIND@YYYY-MM-DD": history answers spoiled (bad_data.KINDS)
     bad_data_times: int | None = None  # per request: bad this many times, then clean; None: always bad
     time_columns: str = "timestamp"  # history rows' time: timestamp | date_ms | date_ms_iso (see chain)
+    final_newline: bool = True  # False: ndjson bodies end without their last "\n" (the vendor's examples)
+    traded_only: bool = False  # True: ohlc answers only the contracts that traded (list/contracts/trade)
+    empty_no_data: bool = False  # True: "no data" is a 200 with an empty body instead of 472
+
+    @classmethod
+    def real_terminal(cls, **overrides: Any) -> SimConfig:
+        """The preset: every behaviour a real terminal shows or may show, on at once."""
+        return cls(**(REAL_TERMINAL | overrides))
 
     def __post_init__(self) -> None:
         if self.chain not in ch.SIZES:
@@ -85,6 +120,10 @@ class SimConfig:
         if self.bad_data_times is not None and self.bad_data_times < 0:
             raise ValueError(f"bad_data_times {self.bad_data_times}: must be >= 0")
         ch.answer_columns((), self.time_columns)  # raises for an unknown shape
+
+
+# The switches the real-terminal preset turns on (the 16:00 fill needs none: the simulator always does it).
+REAL_TERMINAL: dict[str, Any] = {"final_newline": False, "traded_only": True, "empty_no_data": True}
 
 
 class Reply(Exception):
@@ -133,15 +172,42 @@ def _format(params: Mapping[str, str]) -> str:
     return fmt
 
 
-def _time_ms(params: Mapping[str, str], name: str) -> int | None:
+_CLOCK = re.compile(r"([01]\d|2[0-3]):([0-5]\d):([0-5]\d)(?:\.(\d{1,3}))?")
+
+
+def _time_ms(params: Mapping[str, str], name: str, default: int) -> int:
+    """`start_time`/`end_time` (HH:MM:SS[.SSS], ET) as ms of day."""
     text = params.get(name)
     if not text:
-        return None
+        return default
+    m = _CLOCK.fullmatch(text)
+    if m is None:
+        raise Reply(473, f"INVALID_PARAMS: {name}={text!r} is not HH:MM:SS[.SSS]")
+    h, mi, sec = (int(g) for g in m.groups()[:3])
+    return ((h * 60 + mi) * 60 + sec) * 1000 + int((m.group(4) or "").ljust(3, "0"))
+
+
+def _greeks_inputs(params: Mapping[str, str]) -> str:
+    """The greeks inputs sent, checked against the spec's values, as a `/sim/stats` key."""
+    sent = []
+    for name, allowed in GREEKS_INPUTS.items():
+        value = params.get(name)
+        if value is None:
+            continue
+        if allowed is not None and value not in allowed:
+            raise Reply(473, f"INVALID_PARAMS: {name}={value!r} (one of {', '.join(allowed)})")
+        if allowed is None and not _finite(value, nonnegative=name == "annual_dividend"):
+            raise Reply(473, f"INVALID_PARAMS: {name}={value!r} is not a number")
+        sent.append(f"{name}={value}")
+    return "&".join(sent) or "(none)"
+
+
+def _finite(text: str, nonnegative: bool) -> bool:
     try:
-        t = dt.time.fromisoformat(text)
+        value = float(text)
     except ValueError:
-        raise Reply(473, f"INVALID_PARAMS: {name}={text!r} is not HH:MM:SS") from None
-    return ((t.hour * 60 + t.minute) * 60 + t.second) * 1000 + t.microsecond // 1000
+        return False
+    return math.isfinite(value) and (value >= 0 or not nonnegative)
 
 
 def _symbols(params: Mapping[str, str], default: Sequence[str] | None = None) -> list[str]:
@@ -154,7 +220,7 @@ def _symbols(params: Mapping[str, str], default: Sequence[str] | None = None) ->
 
 
 def canonical(path: str, params: Mapping[str, str]) -> str:
-    return path + "?" + "&".join(f"{k}={params[k]}" for k in sorted(params))
+    return path + "?" + "&".join(f"{k}={params[k]}" for k in sorted(params) if k not in _NOT_IN_KEY)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -164,15 +230,17 @@ def canonical(path: str, params: Mapping[str, str]) -> str:
 class Routes:
     """The v3 answers of one chain; every method returns an Answer or raises Reply."""
 
-    def __init__(self, config: SimConfig) -> None:
+    def __init__(self, config: SimConfig, counters: Stats) -> None:
         self.config = config
+        self.counters = counters
         self.chain = ch.Chain(config.chain, config.seed)
         self.no_data = frozenset(config.no_data_days)
         self.bad_switches = [bd.parse_switch(s) for s in config.bad_data]
         self._bad_served: Counter[str] = Counter()
         self._bad_lock = threading.Lock()
         self.table: dict[str, Callable[[Mapping[str, str], str], Answer]] = {
-            API + LIST_CONTRACTS_ENDPOINT: self.list_contracts,
+            API + LIST_CONTRACTS_ENDPOINT: partial(self.list_contracts, traded=False),
+            API + LIST_TRADED_ENDPOINT: partial(self.list_contracts, traded=True),
             API + "/option/list/expirations": self.list_expirations,
             API + "/option/list/strikes": self.list_strikes,
             API + "/option/list/dates/quote": self.list_dates,
@@ -195,17 +263,19 @@ class Routes:
         body = ch.render_text_table(columns, fmt, order)  # type: ignore[arg-type]
         return Answer(len(columns[0][2]), fmt, lambda: [body])
 
-    def list_contracts(self, params: Mapping[str, str], request: str) -> Answer:
+    def list_contracts(self, params: Mapping[str, str], request: str, traded: bool) -> Answer:
+        """The contracts quoted on a date, or with `traded` those that traded (list/contracts/trade)."""
         day, fmt = _date(params, "date"), _format(params)
         symbols = _symbols(params, default=SYMBOLS)
         max_dte = params.get("max_dte")
         if max_dte is not None and not max_dte.isdigit():
             raise Reply(473, f"INVALID_PARAMS: max_dte={max_dte!r}")
         self._session(day)
+        contracts = self.chain.traded if traded else self.chain.contracts
         parts = []
         for symbol, exp, _ in self.chain.listing(day, symbols, int(max_dte) if max_dte else None) or []:
-            c = self.chain.contracts(day, symbol, dt.date.fromisoformat(exp))
-            if c is not None:
+            c = contracts(day, symbol, dt.date.fromisoformat(exp))
+            if c is not None and len(c):
                 parts.append((symbol, exp, c))
         if not parts:
             raise Reply(472, f"NO_DATA: no contracts for {','.join(symbols)} on {day}")
@@ -283,14 +353,21 @@ class Routes:
         except ValueError as e:
             raise Reply(473, f"INVALID_PARAMS: {e}") from None
         fmt = _format(params)
-        start_ms, end_ms = _time_ms(params, "start_time"), _time_ms(params, "end_time")
+        start_ms = _time_ms(params, "start_time", ch.OPEN_MS) if interval else None
+        end_ms = _time_ms(params, "end_time", ch.REGULAR_CLOSE_MS) if interval else None
+        if start_ms is not None and end_ms is not None and start_ms > end_ms:
+            window = f"start_time={params.get('start_time')}, end_time={params.get('end_time')}"
+            raise Reply(473, f"INVALID_PARAMS: {window}: the start is after the end")
+        if ds.greeks:
+            self.counters.count("greeks_inputs", _greeks_inputs(params))
+        traded_only = self.config.traded_only and ds.trade_derived
         if symbol not in SYMBOLS:
             raise Reply(472, f"NO_DATA: unknown symbol {symbol}")
         plan = []
         for day in days:
             if ch.close_ms(day) is None or day in self.no_data or day < ds.first_date:
                 continue
-            parts = self.chain.request_parts(day, symbol, expiration, right, strike)
+            parts = self.chain.request_parts(day, symbol, expiration, right, strike, traded_only)
             times = ch.interval_grid(day, interval, start_ms, end_ms) if interval else None
             if parts is not None and (times is None or len(times)):
                 plan.append((day, parts, times))
@@ -355,7 +432,7 @@ class Routes:
             return fmt, "type,open,close\r\n" + ",".join(v or "" for v in row.values()) + "\r\n"
         if fmt == "json":
             return fmt, json.dumps({k: [v] for k, v in row.items()}, separators=(",", ":"))
-        return fmt, json.dumps(row, separators=(",", ":")) + "\n"
+        return fmt, json.dumps(row, separators=(",", ":")) + ("\n" if self.config.final_newline else "")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -415,7 +492,13 @@ class _Handler(BaseHTTPRequestHandler):
                 sim.counters.count("faults", "stall")
                 time.sleep(sim.config.stall_seconds)
             self._status_faults(decision)
-            answer = sim.routes.table[path](params, request)
+            try:
+                answer = sim.routes.table[path](params, request)
+            except Reply as e:
+                if e.status != 472 or not sim.config.empty_no_data:
+                    raise
+                self._text(200, "", CONTENT_TYPES.get(params.get("format", "csv").lower(), "text/plain"))
+                return
             limit = sim.config.large_request_rows
             if limit is not None and answer.rows > limit:
                 sim.counters.count("faults", "570")
@@ -436,12 +519,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _text(self, status: int, body: str, content_type: str = "text/plain") -> None:
         data = body.encode()
+        # Counted before the client can read the answer, so its next request sees the count.
+        self.server.sim.counters.count("statuses", str(status))
         self.send_response(status, REASONS.get(status))
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-        self.server.sim.counters.count("statuses", str(status))
 
     def _stream(self, answer: Answer, fault: str | None) -> None:
         sim = self.server.sim
@@ -455,10 +539,12 @@ class _Handler(BaseHTTPRequestHandler):
         if answer.bad is not None:
             sim.counters.count("bad_data", answer.bad)
         chunks: Iterable[bytes | memoryview | str] = answer.chunks()
+        if answer.fmt == "ndjson" and not sim.config.final_newline and answer.bad != "html":
+            chunks = _edit_last(chunks, _without_final_newline)
         if fault is not None:
             sim.counters.count("faults", fault)
         if fault == "torn":
-            chunks = _torn(chunks)
+            chunks = _edit_last(chunks, _tear)
         if fault == "drop":
             target = math.ceil(answer.rows / sim.config.block_rows) // 2
             self._dropped(chunks, target)
@@ -492,20 +578,29 @@ class _Handler(BaseHTTPRequestHandler):
         return len(data)
 
 
-def _torn(chunks: Iterable[bytes | memoryview | str]) -> Iterator[bytes | memoryview | str]:
-    """The same chunks, but the last line loses its second half (and its line end)."""
+def _edit_last(
+    chunks: Iterable[bytes | memoryview | str], edit: Callable[[memoryview], memoryview]
+) -> Iterator[bytes | memoryview | str]:
+    """The same chunks, the last non-empty one passed through `edit`."""
     last: bytes | memoryview | str | None = None
     for chunk in chunks:
         if len(chunk):
             if last is not None:
                 yield last
             last = chunk
-    if last is None:
-        return
-    data = memoryview(last.encode() if isinstance(last, str) else last)
+    if last is not None:
+        yield edit(memoryview(last.encode() if isinstance(last, str) else last))
+
+
+def _tear(data: memoryview) -> memoryview:
+    """The last line loses its second half (and its line end)."""
     tail = bytes(data[-65_536:])
     line = len(tail) - (tail.rfind(b"\n", 0, len(tail) - 1) + 1)
-    yield data[: len(data) - max(2, (line + 1) // 2)]
+    return data[: len(data) - max(2, (line + 1) // 2)]
+
+
+def _without_final_newline(data: memoryview) -> memoryview:
+    return data[:-1] if bytes(data[-1:]) == b"\n" else data
 
 
 # A client that disconnects mid-answer or while its connection idles (read timeouts, fault tests).
@@ -552,7 +647,8 @@ class Simulator:
 
     def __init__(self, config: SimConfig | None = None, **overrides: Any) -> None:
         self.config = replace(config or SimConfig(), **overrides)
-        self.routes = Routes(self.config)
+        self.counters = Stats()
+        self.routes = Routes(self.config, self.counters)
         self.faults = FaultPlan(
             self.config.fault_seed,
             self.config.fault_rates,
@@ -560,7 +656,6 @@ class Simulator:
             self.config.starting_seconds,
         )
         self.slots = Slots(self.config.tier, self.config.queue)
-        self.counters = Stats()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -650,6 +745,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"spoil history answers ({', '.join(bd.KINDS)}); repeatable")  # fmt: skip
     p.add_argument("--bad-data-times", type=int, default=None, metavar="N",
                    help="answer each request bad N times, then clean (default: always bad)")  # fmt: skip
+    p.add_argument("--no-final-newline", action="store_true", help="ndjson bodies end without a last newline")
+    p.add_argument("--traded-only", action="store_true", help="ohlc answers only the contracts that traded")
+    p.add_argument("--empty-no-data", action="store_true", help="no data is a 200 with an empty body")
+    p.add_argument("--real-terminal", action="store_true",
+                   help="what a real terminal does or may do: the three switches above")  # fmt: skip
     p.add_argument("--time-columns", choices=ch.TIME_COLUMNS, default="timestamp",
                    help="history rows' time: timestamp, or date + ms_of_day with date a YYYYMMDD number "
                         "(date_ms) or YYYY-MM-DD text (date_ms_iso)")  # fmt: skip
@@ -659,6 +759,9 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> SimConfig:
     rates = dict.fromkeys(FAULT_CLASSES, args.faults) if args.faults else {}
     rates.update(dict(args.fault_rate))
+    switches = {"final_newline": not args.no_final_newline, "traded_only": args.traded_only,
+                "empty_no_data": args.empty_no_data}  # fmt: skip
+    switches |= REAL_TERMINAL if args.real_terminal else {}
     return SimConfig(
         chain=args.chain, seed=args.seed, fault_seed=args.fault_seed, tier=args.tier, queue=args.queue,
         fault_rates=rates,
@@ -666,7 +769,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         large_request_rows=args.large_request_rows or None, stall_seconds=args.stall_seconds,
         disconnect_seconds=args.disconnect_seconds, starting_seconds=args.starting_seconds,
         host=args.host, port=args.port, bad_data=tuple(args.bad_data), bad_data_times=args.bad_data_times,
-        time_columns=args.time_columns,
+        time_columns=args.time_columns, **switches,
     )  # fmt: skip
 
 
@@ -685,7 +788,7 @@ def main(argv: list[str] | None = None) -> int:
     shown = {
         f.name: getattr(config, f.name)
         for f in fields(config)
-        if f.name in ("chain", "seed", "fault_seed", "tier", "queue")
+        if f.name in ("chain", "seed", "fault_seed", "tier", "queue", *REAL_TERMINAL)
     }
     print(f"spx-data simulator serving {sim.url}{API} ({shown}); Ctrl-C stops", flush=True)
     try:
