@@ -257,6 +257,8 @@ def test_footer_carries_provenance(tmp_path: Path) -> None:
         "expiration": "{expiration}",
         "format": "ndjson",
         "interval": "30m",
+        "start_time": "09:30:00",
+        "end_time": "16:00:00",
         "symbol": "{symbol}",
     }
     assert {k: v for k, v in footer.items() if k not in (p + "sources", p + "params")} == {
@@ -591,3 +593,14 @@ def test_verify_catches_a_changed_schema(archived: tuple[Path, Path]) -> None:
     rewrite(parquet, table.set_column(7, "bid", table.column("bid").cast(pa.float32())), read_footer(parquet))
     problems = verify_archived(parquet, sidecar, QUOTE, REGULAR, "30m")
     assert any("schema differs" in p for p in problems)
+
+
+def test_footer_params_carry_the_early_close_window_and_greeks_inputs(tmp_path: Path) -> None:
+    greeks = datasets.Greeks("treasury_y1", "1", 4.5, None)
+    dataset = datasets.get("greeks_first_order")
+    parquet, sidecar = outputs(tmp_path, EARLY.day, dataset.name)
+    assemble_day(dataset, EARLY, "1m", [], parquet, sidecar, {}, greeks)
+    params = json.loads(read_footer(parquet)[FOOTER_PREFIX + "params"])
+    assert (params["start_time"], params["end_time"]) == ("09:30:00", "13:15:00")
+    assert (params["rate_type"], params["version"], params["rate_value"]) == ("treasury_y1", "1", "4.5")
+    assert "annual_dividend" not in params

@@ -9,15 +9,18 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import shutil
+import socket
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from spx_data import __version__
+from spx_data import __version__, outage
 from spx_data import config as config_mod
 from spx_data.errors import ConfigError, SpxDataError, TerminalUnreachable
 
@@ -216,6 +219,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         f"{r.dataset:<20} {r.day} {r.status:<10} attempts {r.attempts:>2}  rows {r.rows or 0:>11,}  "
         f"{_human_bytes(r.bytes or 0):>9}  {r.seconds or 0:>7.1f} s"
         + (f"  {r.error_class}: {r.last_error}" if r.status == "failed" else "")
+        + (f"  ({r.note})" if r.note and r.status != "failed" else "")
         for r in rows
     )
     _emit(args, data, text or "nothing matches")
@@ -268,7 +272,11 @@ def _run(args: argparse.Namespace, overrides: dict[str, Any], targets: Sequence[
     )
     progress = runner.Progress(set(pairs))
     log = cfg.work / "logs" / f"snakemake-{dt.datetime.now():%Y%m%dT%H%M%S}.log"
-    code = runner.run_snakemake(cmd, project, cfg.layout.outcomes(), progress, log)
+    run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    code = runner.run_snakemake(
+        cmd, project, cfg.layout.outcomes(), progress, log, run_id=run_id, work=cfg.work
+    )
+    outage.check(cfg.work, run_id)  # the terminal went away for good: one line, exit 3
     with _ledger(cfg) as ledger:
         rows = {p: ledger.day(*p) for p in pairs}
     states = {p: (row.status if row else "missing") for p, row in rows.items()}
@@ -291,13 +299,18 @@ def _run(args: argparse.Namespace, overrides: dict[str, Any], targets: Sequence[
 def _require_terminal(cfg: config_mod.Config) -> None:
     import requests
 
+    from spx_data.retry import fatal_error
+
+    url = f"{cfg.terminal_url}/v3/terminal/mdds/status"
     try:
-        requests.get(f"{cfg.terminal_url}/v3/terminal/mdds/status", timeout=(3, 10)).raise_for_status()
+        resp = requests.get(url, timeout=(3, 10))
     except requests.RequestException as e:
         raise TerminalUnreachable(
             f"no terminal answers at {cfg.terminal_url} ({type(e).__name__}); start ThetaTerminal, or "
             "`spx-data sim` for the simulator"
         ) from None
+    if resp.status_code != 200:  # it answers, but refuses: 476 is a host-string mix-up, and so on
+        raise fatal_error(resp.status_code, url, resp.text[:200].strip())
 
 
 def cmd_run(args: argparse.Namespace) -> int:

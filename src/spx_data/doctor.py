@@ -14,6 +14,7 @@ import requests
 from spx_data import calendar, datasets, plan
 from spx_data.config import Config
 from spx_data.estimate import estimate
+from spx_data.retry import FIXES as _FIXES
 
 REACHABLE = "terminal reachable"  # its failure makes `spx-data doctor` exit 3, like `run`
 # Doctor asks one strike per dataset; whether whole answers match the archive's assumptions is the probe's.
@@ -44,7 +45,8 @@ def _probe(cfg: Config, name: str, day: dt.date, symbol: str, expiration: str) -
         import json
 
         strike = str(json.loads(strikes.text.splitlines()[0])["strike"])
-    params = d.request_params(day, symbol, expiration, cfg.interval) | {"strike": strike, "right": "put"}
+    params = d.request_params(day, symbol, expiration, cfg.interval, greeks=cfg.greeks)
+    params |= {"strike": strike, "right": "put"}
     r = _get(cfg, d.endpoint, params)
     if r.status_code in (200, 472):
         what = "data" if r.status_code == 200 else "no data for the probe, but permitted"
@@ -53,24 +55,29 @@ def _probe(cfg: Config, name: str, day: dt.date, symbol: str, expiration: str) -
         fix = f"{name} needs the {d.tier} tier or higher; upgrade or drop it from `datasets`"
         return Check(f"dataset {name}", False, f"{d.endpoint}: 471 permission denied", fix)
     detail = f"{d.endpoint} answered {r.status_code}: {r.text[:80]!r}"
-    return Check(f"dataset {name}", False, detail, "see the status table in the README")
+    return Check(
+        f"dataset {name}", False, detail, _FIXES.get(r.status_code, "see the status table in the README")
+    )
 
 
 def run_checks(cfg: Config) -> list[Check]:
     checks: list[Check] = []
     host = urlsplit(cfg.terminal_url).hostname or ""
-    checks.append(
-        Check("host string", host != "localhost", f"terminal_url uses {host}",
-              "use 127.0.0.1 everywhere: mixing localhost and 127.0.0.1 makes the terminal answer 476")
-    )  # fmt: skip
+    # Either host form alone is fine; only mixing them (here and in another client) makes a 476.
+    checks.append(Check("host string", True, f"terminal_url uses {host}; use this same form everywhere"))
     try:
-        status = _get(cfg, "/terminal/mdds/status").text.strip()
+        resp = _get(cfg, "/terminal/mdds/status")
+        status = resp.text.strip()
         checks.append(Check(REACHABLE, True, f"{cfg.terminal_url} answers"))
-        connected = status == "CONNECTED"
-        checks.append(
-            Check("mdds/status", connected, status or "(empty)",
-                  "the terminal is up but not linked to ThetaData: check its console and creds.txt")
-        )  # fmt: skip
+        connected = resp.status_code == 200 and status == "CONNECTED"
+        if resp.status_code != 200:
+            fix = _FIXES.get(resp.status_code, "unexpected status code: see the status table in the README")
+            checks.append(Check("mdds/status", False, f"HTTP {resp.status_code} ({status[:80]!r})", fix))
+        else:
+            checks.append(
+                Check("mdds/status", connected, status or "(empty)",
+                      "the terminal is up but not linked to ThetaData: check its console and creds.txt")
+            )  # fmt: skip
     except requests.RequestException as e:
         checks.append(
             Check(REACHABLE, False, f"{cfg.terminal_url}: {type(e).__name__}",

@@ -79,8 +79,10 @@ _SCHEMA = (
 )
 
 _DAY_COLUMNS = (
-    "dataset, day, status, attempts, rows, bytes, seconds, sha256, error_class, last_error, updated"
+    "dataset, day, status, attempts, rows, bytes, seconds, sha256, error_class, last_error, updated, note"
 )
+# Columns added after schema version 1 (additive: an older ledger gains them when opened).
+_ADDED_COLUMNS = (("days", "note", "TEXT"),)
 
 _QUEUE = """
     INSERT INTO days (dataset, day, status, attempts, run_id, updated) VALUES (?, ?, 'queued', 0, ?, ?)
@@ -101,11 +103,12 @@ _FETCH_FAILED = """
 # excluded.attempts carries the increment (0 when a failed fetch of this attempt already counted it).
 _OUTCOME = """
     INSERT INTO days (dataset, day, status, attempts, rows, bytes, seconds, sha256, error_class, last_error,
-        run_id, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        run_id, updated, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (dataset, day) DO UPDATE SET status = excluded.status,
         attempts = days.attempts + excluded.attempts, rows = excluded.rows, bytes = excluded.bytes,
         seconds = excluded.seconds, sha256 = excluded.sha256, error_class = excluded.error_class,
-        last_error = excluded.last_error, run_id = excluded.run_id, updated = excluded.updated"""
+        last_error = excluded.last_error, run_id = excluded.run_id, updated = excluded.updated,
+        note = excluded.note"""
 _OPERATOR = """
     INSERT INTO days (dataset, day, status, attempts, rows, bytes, sha256, error_class, last_error, updated)
     VALUES (?, ?, ?, 0, ?, ?, ?, ?, ?, ?)
@@ -141,6 +144,9 @@ class DayRow:
     error_class: str | None
     last_error: str | None
     updated: str  # UTC ISO
+    # Beside the status: why a day has no data (472 or empty 200), or the contracts a trade-derived
+    # answer left out (not traded)
+    note: str | None = None
 
 
 class Ledger:
@@ -160,18 +166,27 @@ class Ledger:
             raise SpxDataError(f"ledger {self.path}: cannot use WAL mode here (got {mode!r})")
         # FULL: a committed batch survives power loss, since its event files are deleted right after.
         self._db.execute("PRAGMA synchronous = FULL")
-        if self._schema_version() == SCHEMA_VERSION:
-            return
-        with self._transaction() as cur:
-            for statement in _SCHEMA:
-                cur.execute(statement)
-            cur.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-            )
-        if (version := self._schema_version()) != SCHEMA_VERSION:
-            raise SpxDataError(
-                f"ledger {self.path}: schema version {version}, this spx-data knows {SCHEMA_VERSION}"
-            )
+        if self._schema_version() != SCHEMA_VERSION:
+            with self._transaction() as cur:
+                for statement in _SCHEMA:
+                    cur.execute(statement)
+                cur.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+            if (version := self._schema_version()) != SCHEMA_VERSION:
+                raise SpxDataError(
+                    f"ledger {self.path}: schema version {version}, this spx-data knows {SCHEMA_VERSION}"
+                )
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        for table, column, kind in _ADDED_COLUMNS:
+            if column in {row[1] for row in self._query(f"PRAGMA table_info({table})")}:
+                continue
+            with self._transaction() as cur:
+                if column not in {row[1] for row in cur.execute(f"PRAGMA table_info({table})")}:
+                    cur.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def _schema_version(self) -> int | None:
         try:
@@ -446,8 +461,9 @@ def _on_assemble(cur: sqlite3.Cursor, event: dict[str, Any]) -> None:
         cur.execute(_CLOSE_ATTEMPT, (*closing, attempt_id))
     else:
         cur.execute(_INSERT_ATTEMPT, (run_id, dataset, day, at, *closing))
+    note = _opt(event, "note")
     cur.execute(
-        _OUTCOME, (dataset, day, status, 0 if counted else 1, *result, error_class, error, run_id, at)
+        _OUTCOME, (dataset, day, status, 0 if counted else 1, *result, error_class, error, run_id, at, note)
     )
 
 

@@ -7,11 +7,12 @@ ingestion is idempotent on the event id, so a crash between commit and removal l
 Event kinds and their fields (all carry `id`, `kind`, `at` (UTC ISO time), `run_id`):
 - run_start: pid, host, planned: [[dataset, day], ...], argv
 - run_end: ok (bool)
-- fetch: dataset, day, symbol, expiration, status ('ok' | 'no_data' | 'failed'), http_status,
-  attempts, rows, bytes, seconds, error_class, error
+- fetch: dataset, day, symbol, expiration, status ('ok' | 'no_data' | 'failed'), http_status (472, or
+  200 for a no_data answer that came as an empty 200), attempts, rows, contracts, bytes, seconds,
+  error_class, error
 - assemble_start: dataset, day
 - assemble: dataset, day, status ('success' | 'no_data' | 'failed'), rows, bytes, sha256, seconds,
-  error_class, error
+  error_class, error, note (why no data, or the contracts a trade-derived answer left out; optional)
 """
 
 from __future__ import annotations

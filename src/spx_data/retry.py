@@ -15,7 +15,7 @@ SERVER_STARTING = 571
 TRANSIENT_CODES = frozenset({429, 500, 470, 572})
 
 # Fatal codes: the fix the operator has to make.
-_FIXES: dict[int, str] = {
+FIXES: dict[int, str] = {
     471: "permission denied: the subscription tier lacks this endpoint or date range",
     473: "bad parameters: the request itself is wrong (fix the parameters, do not retry)",
     475: "wrong path or outdated terminal: update the terminal (ThetaTerminalv3.jar)",
@@ -80,7 +80,7 @@ class Budget:
 
 def fatal_error(code: int, url: str, body: str) -> FatalRequestError:
     """The error for a status code retrying cannot fix; body text is shown, never branched on."""
-    fix = _FIXES.get(code, "unexpected status code")
+    fix = FIXES.get(code, "unexpected status code")
     detail = f" (terminal said: {body})" if body else ""
     cls = PermissionDenied if code == 471 else FatalRequestError
     return cls(f"HTTP {code} for {url}: {fix}{detail}", status=code, url=url)

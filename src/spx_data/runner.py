@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from spx_data import outage, outcomes
 from spx_data.config import PROJECT_DIR
 
 
@@ -138,12 +139,12 @@ class Progress:
                 key = (ev["dataset"], ev["day"])
                 self.done[key] = ev["status"]
                 self.rows += ev.get("rows") or 0
-                if ev["status"] == "failed":
+                if ev["status"] == "failed" and not _outage(ev):
                     self.failures.append(
                         f"{ev['dataset']} {ev['day']}: {ev.get('error_class')}: {ev.get('error')}"
                     )
                 changed = True
-            elif ev.get("kind") == "fetch" and ev.get("status") == "failed":
+            elif ev.get("kind") == "fetch" and ev.get("status") == "failed" and not _outage(ev):
                 self.failures.append(
                     f"{ev['dataset']} {ev['day']} {ev['symbol']} {ev['expiration']}: "
                     f"{ev.get('error_class')}: {ev.get('error')}"
@@ -164,11 +165,19 @@ class Progress:
         )
 
 
+def _outage(event: dict[str, object]) -> bool:
+    """A job that stopped because the terminal is gone: the run reports that once, not per job."""
+    return event.get("error_class") == "TerminalUnreachable"
+
+
 def run_snakemake(
     cmd: Sequence[str], directory: Path, outcomes_dir: Path, progress: Progress, log_path: Path,
-    out: TextIO = sys.stderr,
+    out: TextIO = sys.stderr, *, run_id: str | None = None, work: Path | None = None,
 ) -> int:  # fmt: skip
-    """Run Snakemake with its output in `log_path`, drawing progress on `out`; returns its exit code."""
+    """Run Snakemake with its output in `log_path`, drawing progress on `out`; returns its exit code.
+
+    `run_id` is handed to every job; with `work`, Snakemake is stopped as soon as a job of this run
+    found the terminal gone for good (outage marker), instead of every later job failing on its own."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tty = out.isatty()
     stop = threading.Event()
@@ -188,10 +197,15 @@ def run_snakemake(
             for failure in progress.failures[reported_failures:]:
                 out.write(("\r\033[K" if tty else "") + f"failed: {failure}\n")
             reported_failures = len(progress.failures)
+            if work is not None and run_id is not None and outage.marker(work, run_id).exists():
+                proc.terminate()  # Snakemake stops its jobs and runs its onerror handler
+                return
+
+    env = {**os.environ, outcomes.RUN_ID_ENV: run_id} if run_id else None
 
     watcher = threading.Thread(target=watch, daemon=True)
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, cwd=directory, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=directory, stdout=log, stderr=subprocess.STDOUT, env=env)
         watcher.start()
         try:
             code = proc.wait()
