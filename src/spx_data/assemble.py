@@ -41,6 +41,7 @@ from spx_data import atomic, checksum, ndjson_check, ndjson_duckdb
 from spx_data.calendar import INTERVAL_SECONDS, OPEN, Session
 from spx_data.datasets import SCHEMA_VERSION, TZ, Dataset
 from spx_data.errors import ConfigError, ValidationError
+from spx_data.ndjson_contract import DATE_PATTERN, TIMESTAMP_PATTERN, row_schema
 
 FOOTER_PREFIX = "spx_data."
 API_VERSION = "v3"
@@ -55,16 +56,6 @@ _RIGHT_SHIFT = _TS_BITS + _STRIKE_BITS
 _STRIKE_MASK = (1 << _STRIKE_BITS) - 1
 _RIGHTS = ("CALL", "PUT")  # index = the key's right bit, so CALL sorts before PUT
 _RIGHT_DICT = pa.array(_RIGHTS, pa.string())
-_TS_TEXT = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?$"
-_DATE_TEXT = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})$")
-_RAW_TYPES: dict[str, pa.DataType] = {
-    "price": pa.float64(),
-    "greek": pa.float64(),
-    "float": pa.float64(),
-    "size": pa.int64(),
-    "code": pa.int32(),
-    "timestamp": pa.string(),
-}
 _ET = ZoneInfo(TZ)
 _EPOCH = dt.date(1970, 1, 1)
 log = logging.getLogger(__name__)
@@ -314,22 +305,6 @@ class _Batch:
     values: dict[str, np.ndarray]  # timestamps as UTC ms
 
 
-def _raw_schema(dataset: Dataset, date_type: pa.DataType | None) -> pa.Schema:
-    """The JSON types of a source's keys; `date_type` set for the date + ms_of_day variant."""
-    fields = [
-        ("symbol", pa.string()),
-        ("expiration", pa.string()),
-        ("strike", pa.float64()),
-        ("right", pa.string()),
-    ]
-    for name, kind in dataset.columns:
-        if name == "timestamp" and date_type is not None:
-            fields += [("date", date_type), ("ms_of_day", pa.int64())]
-        else:
-            fields.append((name, _RAW_TYPES[kind]))
-    return pa.schema(fields)
-
-
 def _date_variant(path: Path, dataset: Dataset) -> pa.DataType | None:
     """JSON type of `date` when the first row carries date + ms_of_day instead of timestamp."""
     with open(path, "rb") as f:  # the client's rule on the client's line, so both read a body alike
@@ -342,7 +317,7 @@ def _read_options() -> pj.ReadOptions:
 
 
 def _blocks(job: _Job) -> Iterator[pa.RecordBatch]:
-    schema = _raw_schema(job.dataset, _date_variant(job.src.path, job.dataset))
+    schema = row_schema(job.dataset, _date_variant(job.src.path, job.dataset))
     options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
     try:
         yield from pj.open_json(str(job.src.path), _read_options(), options)
@@ -355,9 +330,9 @@ def _fast_blocks(job: _Job, fast: ndjson_duckdb.Reader) -> Generator[pa.RecordBa
 
     The proof needs every text column validated by _convert as text no other JSON value can give:
     symbol and expiration equal to the source's (checked here to be such texts), right CALL or PUT,
-    timestamps matching _TS_TEXT (two '-' each, no other special byte)."""
+    timestamps matching TIMESTAMP_PATTERN (two '-' each, no other special byte)."""
     path = job.src.path
-    schema = _raw_schema(job.dataset, None)
+    schema = row_schema(job.dataset, None)
     if not ndjson_duckdb.eligible(path, schema) or _date_variant(path, job.dataset) is not None:
         return None
     src = job.src
@@ -521,7 +496,7 @@ def _parse_texts(
     texts: pa.Array, name: str, indices: np.ndarray, block: pa.RecordBatch, job: _Job, row0: int
 ) -> tuple[np.ndarray, np.ndarray]:
     local = None
-    if pc.all(pc.match_substring_regex(texts, _TS_TEXT)).as_py():
+    if pc.all(pc.match_substring_regex(texts, TIMESTAMP_PATTERN)).as_py():
         try:
             local = pc.cast(texts, pa.timestamp("ms"))
         except pa.ArrowInvalid:
@@ -537,7 +512,7 @@ def _parse_texts(
 
 
 def _valid_time_text(text: str) -> bool:
-    if not re.match(_TS_TEXT, text):
+    if not re.match(TIMESTAMP_PATTERN, text):
         return False
     try:
         dt.datetime.fromisoformat(text)
@@ -563,7 +538,7 @@ def _local_from_date_ms(block: pa.RecordBatch, job: _Job, row0: int) -> np.ndarr
     indices = encoded.indices.to_numpy()
     days = []
     for i, value in enumerate(encoded.dictionary.to_pylist()):
-        match = _DATE_TEXT.match(str(value))
+        match = DATE_PATTERN.match(str(value))
         try:
             if match is None:
                 raise ValueError
