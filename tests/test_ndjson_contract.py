@@ -74,7 +74,10 @@ def test_a_fourth_fractional_digit_is_refused_by_the_fetch_check_and_by_assembly
     name=st.sampled_from(["quote", "ohlc", "greeks_first_order"]),
     interval=st.sampled_from(["30m", "1h"]),
     contracts=st.lists(
-        st.tuples(st.integers(1, 9_999_999), st.sampled_from(["CALL", "PUT"])), min_size=1, max_size=3, unique=True
+        st.tuples(st.integers(1, 9_999_999), st.sampled_from(["CALL", "PUT"])),
+        min_size=1,
+        max_size=3,
+        unique=True,
     ),
     digits=st.integers(0, 9),
     seed=st.integers(0, 2**32),

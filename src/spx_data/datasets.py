@@ -41,8 +41,6 @@ INTERVALS: tuple[str, ...] = (
     "tick", "10ms", "100ms", "500ms", "1s", "5s", "10s", "15s", "30s",
     "1m", "5m", "10m", "15m", "30m", "1h",
 )  # fmt: skip
-# Intervals the archive supports: fixed grids whose rows per contract the calendar can count.
-ARCHIVE_INTERVALS: tuple[str, ...] = ("1s", "5s", "10s", "15s", "30s", "1m", "5m", "10m", "15m", "30m", "1h")
 SYMBOLS: tuple[str, ...] = ("SPX", "SPXW")
 RIGHTS: tuple[str, ...] = ("CALL", "PUT")
 
