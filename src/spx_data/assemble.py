@@ -42,6 +42,7 @@ from spx_data.calendar import INTERVAL_SECONDS, OPEN, Session
 from spx_data.datasets import SCHEMA_VERSION, TZ, Dataset
 from spx_data.errors import ConfigError, ValidationError
 from spx_data.ndjson_contract import DATE_PATTERN, TIMESTAMP_PATTERN, row_schema
+from spx_data.validate import choice, iso_date
 
 FOOTER_PREFIX = "spx_data."
 API_VERSION = "v3"
@@ -110,7 +111,7 @@ def assemble_day(
         digest = checksum.sha256_file(tmp)
         size = tmp.stat().st_size
         os.replace(tmp, parquet_path)
-        checksum.fsync_dir(parquet_path.parent)
+        atomic.fsync_dir(parquet_path.parent)
         checksum.write_sidecar(sidecar_path, parquet_path, digest)
     except BaseException:
         for path in (tmp, sidecar_path, parquet_path):
@@ -143,8 +144,8 @@ def read_footer(parquet_path: Path) -> dict[str, str]:
 
 
 def _check_interval(dataset: Dataset, interval: str) -> None:
-    if dataset.interval_based and interval not in INTERVAL_SECONDS:
-        raise ConfigError(f"interval {interval!r}: not one of {', '.join(INTERVAL_SECONDS)}")
+    if dataset.interval_based:
+        choice("interval", interval, INTERVAL_SECONDS, ConfigError)
 
 
 def _ordered_sources(sources: Sequence[Source]) -> list[Source]:
@@ -153,16 +154,9 @@ def _ordered_sources(sources: Sequence[Source]) -> list[Source]:
         if (prev.symbol, prev.expiration) == (cur.symbol, cur.expiration):
             raise ValidationError(f"{cur.path}: second source for {cur.symbol} {cur.expiration}")
     for s in ordered:
-        if not s.symbol or not _is_iso_date(s.expiration):
+        if not s.symbol or iso_date(s.expiration) is None:
             raise ValidationError(f"{s.path}: bad source key {s.symbol!r} {s.expiration!r}")
     return ordered
-
-
-def _is_iso_date(text: str) -> bool:
-    try:
-        return re.fullmatch(r"\d{4}-\d{2}-\d{2}", text) is not None and bool(dt.date.fromisoformat(text))
-    except ValueError:
-        return False
 
 
 def _footer_base(

@@ -21,7 +21,8 @@ import yaml
 
 from spx_data import calendar, datasets
 from spx_data.errors import ConfigError
-from spx_data.paths import Layout
+from spx_data.paths import Layout, nearest_existing
+from spx_data.validate import iso_date
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = PROJECT_DIR / "config" / "config.schema.yaml"
@@ -150,10 +151,10 @@ def _explain(error: Any) -> str:
 
 
 def _date(key: str, value: Any) -> dt.date:
-    try:
-        return dt.date.fromisoformat(str(value))
-    except ValueError:
-        raise ConfigError(f"{key} {_fmt(value)}: not a date (YYYY-MM-DD)") from None
+    day = iso_date(str(value))
+    if day is None:
+        raise ConfigError(f"{key} {_fmt(value)}: not a date (YYYY-MM-DD)")
+    return day
 
 
 def _check_url(url: str, allow_remote: bool) -> str:
@@ -184,9 +185,7 @@ def _check_writable(key: str, path: Path, is_file: bool = False) -> Path:
             raise ConfigError(f"{key} {path}: not a folder")
         if is_file:
             raise ConfigError(f"{key} {path}: not a file")
-    probe = path if path.exists() else path.parent
-    while not probe.exists():
-        probe = probe.parent
+    probe = nearest_existing(path)
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
         raise ConfigError(f"{key} {path}: not writable ({probe} is not a writable folder)")
     return path

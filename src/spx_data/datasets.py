@@ -12,6 +12,8 @@ from typing import Literal
 
 import pyarrow as pa
 
+from spx_data.validate import choice
+
 SCHEMA_VERSION = "1"
 TZ = "America/New_York"
 
@@ -222,7 +224,4 @@ STATUS_ENDPOINT = "/terminal/mdds/status"
 
 
 def get(name: str) -> Dataset:
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise ValueError(f"dataset {name!r}: not one of {', '.join(DATASETS)}") from None
+    return DATASETS[choice("dataset", name, DATASETS)]

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
 
-from spx_data import calendar, datasets, plan
+from spx_data import calendar, datasets, plan, terminal
 from spx_data.config import Config
+from spx_data.errors import TerminalUnreachable
 from spx_data.estimate import estimate
+from spx_data.paths import free_bytes, nearest_existing
 
 REACHABLE = "terminal reachable"  # its failure makes `spx-data doctor` exit 3, like `run`
 
@@ -60,16 +60,16 @@ def run_checks(cfg: Config) -> list[Check]:
               "use 127.0.0.1 everywhere: mixing localhost and 127.0.0.1 makes the terminal answer 476")
     )  # fmt: skip
     try:
-        status = _get(cfg, "/terminal/mdds/status").text.strip()
+        status = terminal.status(cfg.terminal_url)[1].strip()
         checks.append(Check(REACHABLE, True, f"{cfg.terminal_url} answers"))
         connected = status == "CONNECTED"
         checks.append(
             Check("mdds/status", connected, status or "(empty)",
                   "the terminal is up but not linked to ThetaData: check its console and creds.txt")
         )  # fmt: skip
-    except requests.RequestException as e:
+    except TerminalUnreachable as e:
         checks.append(
-            Check(REACHABLE, False, f"{cfg.terminal_url}: {type(e).__name__}",
+            Check(REACHABLE, False, f"{cfg.terminal_url}: {type(e.__cause__).__name__}",
                   "start the terminal (java -jar ThetaTerminalv3.jar) or `spx-data sim`")
         )  # fmt: skip
         connected = False
@@ -92,10 +92,8 @@ def run_checks(cfg: Config) -> list[Check]:
               f"(newest final session {calendar.last_final_session()})", "check start_date/end_date")
     )  # fmt: skip
     need = estimate(cfg, plan.build(cfg, sessions).pairs()).disk_bytes
-    probe: Path = cfg.archive
-    while not probe.exists():
-        probe = probe.parent
-    free = shutil.disk_usage(probe).free
+    probe = nearest_existing(cfg.archive)
+    free = free_bytes(probe)
     checks.append(
         Check("free disk", free >= need, f"{free / 2**30:.1f} GiB free, ~{need / 2**30:.1f} GiB needed",
               f"free space on {probe} or move archive_dir")

@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 from spx_data.errors import SpxDataError
 from spx_data.outcomes import read_events
 from spx_data.paths import check_dataset, check_date
+from spx_data.validate import choice
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +282,7 @@ class Ledger:
         sha256: str | None = None,
     ) -> None:
         """An operator's verdict (verify --repair, retry): the row becomes exactly what is given."""
-        _check_status(status)
+        choice("status", status, STATUSES)
         with self._transaction() as cur:
             cur.execute(_OPERATOR, (dataset, day, status, rows, bytes, sha256, error_class, error, _now()))
 
@@ -391,7 +392,7 @@ def _on_run_end(cur: sqlite3.Cursor, event: dict[str, Any]) -> None:
 
 def _on_fetch(cur: sqlite3.Cursor, event: dict[str, Any]) -> None:
     run_id, dataset, day, at = _day_keys(event)
-    status = _choice(event["status"], ("ok", "no_data", "failed"))
+    status = choice("status", event["status"], ("ok", "no_data", "failed"))
     error_class, error, seconds = _opt(event, "error_class"), _opt(event, "error"), _opt(event, "seconds")
     request = (_opt(event, "symbol"), _opt(event, "expiration"), status, _opt(event, "http_status"))
     sizes = (
@@ -434,7 +435,7 @@ def _on_assemble_start(cur: sqlite3.Cursor, event: dict[str, Any]) -> None:
 
 def _on_assemble(cur: sqlite3.Cursor, event: dict[str, Any]) -> None:
     run_id, dataset, day, at = _day_keys(event)
-    status = _choice(event["status"], ("success", "no_data", "failed"))
+    status = choice("status", event["status"], ("success", "no_data", "failed"))
     failed = status == "failed"
     error_class = (_opt(event, "error_class") or "AssembleFailed") if failed else None
     error = _opt(event, "error") if failed else None
@@ -517,17 +518,6 @@ def _text(value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError(f"expected a string, got {value!r}")
     return value
-
-
-def _choice(value: Any, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ValueError(f"status {value!r}: not one of {', '.join(allowed)}")
-    return value
-
-
-def _check_status(status: str) -> None:
-    if status not in STATUSES:
-        raise ValueError(f"status {status!r}: not one of {', '.join(STATUSES)}")
 
 
 # -- helpers ------------------------------------------------------------------------------------------

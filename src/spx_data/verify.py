@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spx_data import datasets
+from spx_data import atomic, datasets
 from spx_data.calendar import session_on
 from spx_data.config import Config
 
@@ -82,9 +81,5 @@ def quarantine(cfg: Config, dataset: str, day: str, reason: str) -> Path:
             shutil.move(str(path), dest / path.name)
         folder.rmdir()
     (dest / "REASON").write_text(reason + "\n")
-    fd = os.open(dest, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    atomic.fsync_dir(dest)
     return dest
