@@ -38,13 +38,14 @@ import pyarrow.parquet as pq
 
 import spx_data
 from spx_data import atomic, checksum, ndjson_check, ndjson_duckdb
+from spx_data import footer as footer_keys
 from spx_data.calendar import INTERVAL_SECONDS, OPEN, Session
 from spx_data.datasets import SCHEMA_VERSION, TZ, Dataset
 from spx_data.errors import ConfigError, ValidationError
 from spx_data.ndjson_contract import DATE_PATTERN, TIMESTAMP_PATTERN, row_schema
 from spx_data.validate import choice, iso_date
 
-FOOTER_PREFIX = "spx_data."
+FOOTER_PREFIX = footer_keys.PREFIX
 API_VERSION = "v3"
 ROW_GROUP_ROWS = 1_000_000  # expirations larger than this are split into several row groups
 ZSTD_LEVEL = 1  # measured: as small as level 3 on quote data, and faster
@@ -177,7 +178,7 @@ def _footer_base(
     footer = {FOOTER_PREFIX + k: v for k, v in core.items()}
     for key in sorted(provenance):
         full = key if key.startswith(FOOTER_PREFIX) else FOOTER_PREFIX + key
-        if full in footer or full in (FOOTER_PREFIX + k for k in ("status", "rows", "sources")):
+        if full in footer or full in (footer_keys.STATUS, footer_keys.ROWS, footer_keys.SOURCES):
             raise ValueError(f"provenance key {key!r} would overwrite a footer entry")
         footer[full] = str(provenance[key])
     return footer
@@ -250,9 +251,9 @@ def _write(
                 f"{len(sources)} expirations"
             )
         footer = footer | {
-            FOOTER_PREFIX + "status": "success" if sources else "no_data",
-            FOOTER_PREFIX + "rows": str(total),
-            FOOTER_PREFIX + "sources": json.dumps(listed, separators=(",", ":")),
+            footer_keys.STATUS: "success" if sources else "no_data",
+            footer_keys.ROWS: str(total),
+            footer_keys.SOURCES: json.dumps(listed, separators=(",", ":")),
         }
         writer.add_key_value_metadata(footer)
     finally:
@@ -659,13 +660,13 @@ def _check_footer(
         if footer.get(FOOTER_PREFIX + key) != value
     ]
     try:
-        listed = json.loads(footer.get(FOOTER_PREFIX + "sources", ""))
+        listed = json.loads(footer.get(footer_keys.SOURCES, ""))
         listed_rows = sum(int(s["rows"]) for s in listed)
     except (ValueError, TypeError, KeyError):
         return [*problems, f"{path}: footer sources unreadable"]
     if listed_rows != rows:
         problems.append(f"{path}: footer sources hold {listed_rows} rows, the file {rows}")
-    status = footer.get(FOOTER_PREFIX + "status")
+    status = footer.get(footer_keys.STATUS)
     if status != ("no_data" if not listed else "success"):
         problems.append(f"{path}: footer status {status!r} with {len(listed)} sources")
     return problems

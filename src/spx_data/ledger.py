@@ -32,9 +32,10 @@ from typing import Any, TypeVar
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from spx_data import footer as footer_keys
 from spx_data.errors import SpxDataError
 from spx_data.outcomes import read_events
-from spx_data.paths import check_dataset, check_date
+from spx_data.paths import Layout, check_dataset
 from spx_data.validate import choice
 
 log = logging.getLogger(__name__)
@@ -292,10 +293,12 @@ class Ledger:
         Days the ledger knows but the archive has no parquet for are left as they are.
         """
         names = [check_dataset(dataset) for dataset in datasets]  # before any becomes a path part
+        layout = Layout(Path(archive), Path())  # only the archive side is read
         found = [
-            _archived_day(dataset, day, parquet)
+            _archived_day(layout, dataset, day)
             for dataset in names
-            for day, parquet in _archive_files(Path(archive), dataset)
+            for day in layout.archived_days(dataset)
+            if layout.parquet(dataset, day).is_file()
         ]
         now = _now()
         with self._transaction() as cur:
@@ -566,28 +569,34 @@ def _alive(pid: int | None, host: str | None, started: str | None) -> bool:
     return dt.datetime.now(dt.UTC) - since < _OTHER_HOST_MAX_AGE
 
 
-def _archive_files(archive: Path, dataset: str) -> Iterator[tuple[str, Path]]:
-    for day_dir in sorted((archive / dataset).glob("date=*")):
-        day = day_dir.name.removeprefix("date=")
-        try:
-            check_date(day)
-        except ValueError:
-            continue
-        parquet = day_dir / f"spx-{dataset}-{day}.parquet"
-        if parquet.is_file():
-            yield day, parquet
+def bytes_per_row(path: Path) -> dict[str, float]:
+    """Archive bytes per row of each dataset's successful days, read without creating or locking a ledger."""
+    if not path.exists():
+        return {}
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            rows = db.execute(
+                "SELECT dataset, SUM(bytes), SUM(rows) FROM days WHERE status='success' AND rows > 0 "
+                "GROUP BY dataset"
+            ).fetchall()
+    except sqlite3.Error:
+        return {}
+    return {ds: b / r for ds, b, r in rows if r}
 
 
-def _archived_day(dataset: str, day: str, parquet: Path) -> tuple[Any, ...]:
+_ROWS, _STATUS = footer_keys.ROWS.encode(), footer_keys.STATUS.encode()
+
+
+def _archived_day(layout: Layout, dataset: str, day: str) -> tuple[Any, ...]:
     """(dataset, day, status, rows, bytes, sha256, error_class, error) as the file shows it."""
     incomplete = (dataset, day, "failed", None, None, None, "IncompleteFile", "incomplete file in archive")
-    sidecar = parquet.with_name(parquet.name + ".sha256")
+    parquet, sidecar = layout.parquet(dataset, day), layout.sidecar(dataset, day)
     try:
         metadata = pq.read_metadata(parquet)
         sha256 = sidecar.read_text().split()[0]
         footer = metadata.metadata or {}
-        rows = int(footer[b"spx_data.rows"]) if b"spx_data.rows" in footer else metadata.num_rows
-        status = footer.get(b"spx_data.status", b"success" if rows else b"no_data").decode()
+        rows = int(footer[_ROWS]) if _ROWS in footer else metadata.num_rows
+        status = footer.get(_STATUS, b"success" if rows else b"no_data").decode()
     except (OSError, ValueError, IndexError, pa.ArrowException):
         return incomplete  # no sidecar, an empty one, or a footer that cannot be read
     if status not in ("success", "no_data"):

@@ -9,6 +9,8 @@ from pathlib import Path
 from spx_data.datasets import DATASETS, SYMBOLS
 from spx_data.validate import choice, iso_date
 
+_DAY_DIR = "date="  # Hive partition folders: date=YYYY-MM-DD
+
 
 def check_dataset(name: str) -> str:
     return choice("dataset", name, DATASETS)
@@ -45,7 +47,13 @@ class Layout:
     work: Path
 
     def day_dir(self, dataset: str, day: str) -> Path:
-        return self.archive / check_dataset(dataset) / f"date={check_date(day)}"
+        return self.archive / check_dataset(dataset) / f"{_DAY_DIR}{check_date(day)}"
+
+    def archived_days(self, dataset: str) -> list[str]:
+        """Days that have a folder in the dataset's archive (names that are not a date are not ours)."""
+        root = self.archive / check_dataset(dataset)
+        days = (p.name.removeprefix(_DAY_DIR) for p in root.glob(f"{_DAY_DIR}*"))
+        return sorted(day for day in days if iso_date(day) is not None)
 
     def parquet(self, dataset: str, day: str) -> Path:
         return self.day_dir(dataset, day) / f"spx-{dataset}-{day}.parquet"
