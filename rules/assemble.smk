@@ -18,5 +18,5 @@ rule assemble:
     conda:
         "../envs/spx-data.yaml"
     shell:
-        JOB + " assemble {wildcards.dataset} {wildcards.day} --interval {params.interval}"
+        job("assemble") + " {wildcards.dataset} {wildcards.day} --interval {params.interval}"
         " --symbols {params.symbols} --max-dte {params.max_dte} 2> {log:q}"

@@ -19,6 +19,6 @@ rule fetch:
     conda:
         "../envs/spx-data.yaml"
     shell:
-        JOB + " fetch {wildcards.dataset} {wildcards.day} {wildcards.symbol} {wildcards.expiration}"
+        job("fetch") + " {wildcards.dataset} {wildcards.day} {wildcards.symbol} {wildcards.expiration}"
         " --out {output:q} --url {params.url:q} --interval {params.interval} --retry {params.retry:q}"
         " 2> {log:q}"
