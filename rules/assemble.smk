@@ -9,14 +9,14 @@ rule assemble:
         sidecar=str(CFG.archive / "{dataset}" / "date={day}" / "spx-{dataset}-{day}.parquet.sha256"),
     log:
         LOGS / "assemble" / "{dataset}-{day}.log",
+    conda:
+        "../envs/spx-data.yaml"
     resources:
         mem_mb=1024,
     params:
         interval=CFG.interval,
         symbols=",".join(CFG.symbols),
         max_dte=CFG.max_dte,
-    conda:
-        "../envs/spx-data.yaml"
     shell:
         job("assemble") + " {wildcards.dataset} {wildcards.day} --interval {params.interval}"
         " --symbols {params.symbols} --max-dte {params.max_dte} 2> {log:q}"

@@ -21,7 +21,9 @@ except ConfigError as e:
 LAYOUT = CFG.layout
 PLAN = plan.build(CFG)
 # One id per run, inherited by every job process through the environment.
-os.environ.setdefault(outcomes.RUN_ID_ENV, f"{time.strftime('%Y%m%dT%H%M%S')}-{socket.gethostname()}-{os.getpid()}")
+os.environ.setdefault(
+    outcomes.RUN_ID_ENV, f"{time.strftime('%Y%m%dT%H%M%S')}-{socket.gethostname()}-{os.getpid()}"
+)
 RUN_ID = os.environ[outcomes.RUN_ID_ENV]
 # Jobs run the interpreter of the environment they are deployed in: `python` of envs/ under `--sdm conda`,
 # else the one running Snakemake (a .venv's works without activating it, where plain `python` may not).

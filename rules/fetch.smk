@@ -3,21 +3,21 @@
 
 
 rule fetch:
-    localrule: True
     input:
         listing=lambda w: LAYOUT.listing(w.day),
     output:
         temp(CFG.work / "ndjson" / "{dataset}" / "{day}" / "{symbol}-{expiration}.ndjson"),
     log:
         LOGS / "fetch" / "{dataset}" / "{day}" / "{symbol}-{expiration}.log",
+    localrule: True
+    conda:
+        "../envs/spx-data.yaml"
     resources:
         api=1,
     params:
         url=CFG.terminal_url,
         interval=CFG.interval,
         retry=json.dumps(dict(CFG.retry)),
-    conda:
-        "../envs/spx-data.yaml"
     shell:
         job("fetch") + " {wildcards.dataset} {wildcards.day} {wildcards.symbol} {wildcards.expiration}"
         " --out {output:q} --url {params.url:q} --interval {params.interval} --retry {params.retry:q}"

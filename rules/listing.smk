@@ -5,11 +5,11 @@
 if PLAN.unlisted:
 
     checkpoint list_contracts:
-        localrule: True
         output:
             temp(CFG.work / "listings" / f".batch-{RUN_ID}.json"),
         log:
             LOGS / f"list_contracts-{RUN_ID}.log",
+        localrule: True
         resources:
             api=api_cap(),
         run:
