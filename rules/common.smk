@@ -1,5 +1,5 @@
 # Configuration and the gap plan, computed once per Snakefile parse. Only days whose parquet or sidecar
-# is missing enter the DAG (DESIGN §2); finished days cost two stats each.
+# is missing enter the DAG (docs/DESIGN.md §2); finished days cost two stats each.
 import json
 import os
 import shlex

@@ -1,4 +1,4 @@
-# One request per (dataset, day, symbol, expiration): a `shell:` job (DESIGN §2 measured ~53 jobs/s)
+# One request per (dataset, day, symbol, expiration): a `shell:` job (docs/DESIGN.md §2 measured ~53 jobs/s)
 # holding one unit of the run-wide `api` resource. The NDJSON is temporary: assembly consumes it.
 
 

@@ -1,4 +1,4 @@
-# One listing step for all gap days without a cached listing (DESIGN §2: a checkpoint per day would
+# One listing step for all gap days without a cached listing (docs/DESIGN.md §2: a checkpoint per day would
 # make Snakemake re-evaluate the DAG after each one). Its output is a per-run marker, so a day whose
 # listing failed is asked again by the next run; the per-day listings themselves are cached forever.
 

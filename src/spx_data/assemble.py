@@ -6,7 +6,7 @@ strict JSON reader (unexpected fields refused). DuckDB's `read_json` on one thre
 it parses ~2x faster, and its rows are kept only when ndjson_duckdb proves them equal to what the
 strict reader gives; otherwise, and on any error, the file is read again strictly, so the result and
 every error message are the strict reader's. Each expiration is converted to the archive schema
-(DESIGN.md §3), validated, sorted by (right, strike, timestamp) and written as its own row group(s).
+(docs/DESIGN.md §3), validated, sorted by (right, strike, timestamp) and written as its own row group(s).
 The written file is re-read and checked before it is renamed into place; the sidecar comes last.
 
 Sorting and key checks use one int64 per row: right (1 bit) | strike in thousandths (34 bits, enough
