@@ -16,7 +16,7 @@ include: "rules/ledger.smk"
 
 
 rule all:
+    default_target: True
     input:
         # With no gap, an existing file keeps `all` from being an always-run job without input.
         ALL_TARGETS or workflow.main_snakefile,
-    default_target: True

@@ -162,9 +162,9 @@ def child_parse(manifest: list[dict[str, Any]], strict: bool) -> dict[str, Any]:
     or the strict pyarrow reader), with assembly's options and no conversion."""
     import pyarrow.json as pj
 
-    from spx_data import assemble, datasets, ndjson_duckdb
+    from spx_data import assemble, datasets, ndjson_contract, ndjson_duckdb
 
-    schema = assemble._raw_schema(datasets.get("quote"), None)
+    schema = ndjson_contract.row_schema(datasets.get("quote"), None)
     options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
     reader = ndjson_duckdb.Reader()
     wall, cpu = time.perf_counter(), time.process_time()

@@ -9,6 +9,8 @@ rule assemble:
         sidecar=str(CFG.archive / "{dataset}" / "date={day}" / "spx-{dataset}-{day}.parquet.sha256"),
     log:
         LOGS / "assemble" / "{dataset}-{day}.log",
+    conda:
+        "../envs/spx-data.yaml"
     resources:
         mem_mb=1024,
     params:
@@ -16,8 +18,6 @@ rule assemble:
         symbols=",".join(CFG.symbols),
         max_dte=CFG.max_dte,
         greeks=json.dumps(vars(CFG.greeks)),
-    conda:
-        "../envs/spx-data.yaml"
     shell:
-        JOB + " assemble {wildcards.dataset} {wildcards.day} --interval {params.interval}"
+        job("assemble") + " {wildcards.dataset} {wildcards.day} --interval {params.interval}"
         " --symbols {params.symbols} --max-dte {params.max_dte} --greeks {params.greeks:q} 2> {log:q}"

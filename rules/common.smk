@@ -1,5 +1,5 @@
 # Configuration and the gap plan, computed once per Snakefile parse. Only days whose parquet or sidecar
-# is missing enter the DAG (DESIGN §2); finished days cost two stats each.
+# is missing enter the DAG (docs/DESIGN.md §2); finished days cost two stats each.
 import json
 import os
 import shlex
@@ -7,6 +7,8 @@ import socket
 import sys
 import time
 from pathlib import Path
+
+from snakemake.settings.types import DeploymentMethod
 
 from spx_data import config as spx_config
 from spx_data import datasets, listing, outcomes, plan
@@ -20,10 +22,24 @@ except ConfigError as e:
 LAYOUT = CFG.layout
 PLAN = plan.build(CFG)
 # One id per run, inherited by every job process through the environment.
-os.environ.setdefault(outcomes.RUN_ID_ENV, f"{time.strftime('%Y%m%dT%H%M%S')}-{socket.gethostname()}-{os.getpid()}")
+os.environ.setdefault(
+    outcomes.RUN_ID_ENV, f"{time.strftime('%Y%m%dT%H%M%S')}-{socket.gethostname()}-{os.getpid()}"
+)
 RUN_ID = os.environ[outcomes.RUN_ID_ENV]
-PY = shlex.quote(sys.executable)
-JOB = f"{PY} -m spx_data.jobs --archive {shlex.quote(str(CFG.archive))} --work {shlex.quote(str(CFG.work))}"
+# Jobs run the interpreter of the environment they are deployed in: `python` of envs/ under `--sdm conda`,
+# else the one running Snakemake (a .venv's works without activating it, where plain `python` may not).
+if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
+    PY = "python"
+else:
+    PY = shlex.quote(sys.executable)
+
+
+def job(step: str) -> str:
+    """The command line of a scripts/ entry point, up to the step's own arguments."""
+    script = shlex.quote(os.path.join(workflow.basedir, "scripts", f"{step}.py"))
+    return f"{PY} {script} --archive {shlex.quote(str(CFG.archive))} --work {shlex.quote(str(CFG.work))}"
+
+
 LOGS = CFG.work / "logs"
 ALL_TARGETS = [
     str(path)

@@ -1,15 +1,17 @@
-# One request per (dataset, day, symbol, expiration): a `shell:` job (DESIGN §2 measured ~53 jobs/s)
+# One request per (dataset, day, symbol, expiration): a `shell:` job (docs/DESIGN.md §2 measured ~53 jobs/s)
 # holding one unit of the run-wide `api` resource. The NDJSON is temporary: assembly consumes it.
 
 
 rule fetch:
-    localrule: True
     input:
         listing=lambda w: LAYOUT.listing(w.day),
     output:
         temp(CFG.work / "ndjson" / "{dataset}" / "{day}" / "{symbol}-{expiration}.ndjson"),
     log:
         LOGS / "fetch" / "{dataset}" / "{day}" / "{symbol}-{expiration}.log",
+    localrule: True
+    conda:
+        "../envs/spx-data.yaml"
     resources:
         api=1,
     params:
@@ -17,10 +19,8 @@ rule fetch:
         interval=CFG.interval,
         retry=json.dumps(dict(CFG.retry)),
         greeks=json.dumps(vars(CFG.greeks)),
-    conda:
-        "../envs/spx-data.yaml"
     shell:
-        JOB + " fetch {wildcards.dataset} {wildcards.day} {wildcards.symbol} {wildcards.expiration}"
+        job("fetch") + " {wildcards.dataset} {wildcards.day} {wildcards.symbol} {wildcards.expiration}"
         " --out {output:q} --url {params.url:q} --interval {params.interval} --retry {params.retry:q}"
         " --greeks {params.greeks:q}"
         " 2> {log:q}"

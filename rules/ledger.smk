@@ -4,8 +4,12 @@
 
 onstart:
     outcomes.write_event(
-        LAYOUT.outcomes(), "run_start", pid=os.getpid(), host=socket.gethostname(),
-        planned=PLAN.pairs(), argv=sys.argv,
+        LAYOUT.outcomes(),
+        "run_start",
+        pid=os.getpid(),
+        host=socket.gethostname(),
+        planned=PLAN.pairs(),
+        argv=sys.argv,
     )
     mirror_ledger(None)
 

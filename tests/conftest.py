@@ -1,9 +1,16 @@
-"""Shared fixtures: `simulator` starts ThetaData Terminal v3 simulators on free loopback ports."""
+"""Shared fixtures: `simulator` starts ThetaData Terminal v3 simulators on free loopback ports.
+
+Test tiers: a test that reaches the simulator or Snakemake (through a fixture, or a name below in its
+own code or in a helper of its module that it calls) is marked `e2e` at collection; `pytest -m "not e2e"`
+is the fast tier, and a fast-tier test that opens a socket fails, so the marking cannot silently drift.
+"""
 
 from __future__ import annotations
 
 import fcntl
 import os
+import socket
+import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -50,3 +57,48 @@ def baseline(tmp_path_factory: pytest.TempPathFactory) -> Project:
                 project.snakemake()
             (shared / "baseline.done").touch()
     return project
+
+
+# Fixtures, names and command texts through which a test reaches the simulator or Snakemake.
+E2E_FIXTURES = frozenset({"simulator", "baseline"})
+E2E_NAMES = frozenset({"Project", "Simulator", "running_simulator", "simulator", "baseline"})
+E2E_COMMANDS = ("spx_data.sim.server", "snakemake")
+
+
+def _reaches_e2e(fn: Any, seen: set[Any]) -> bool:
+    """Whether `fn`'s code, or a function of its own module it names, uses E2E_NAMES or E2E_COMMANDS."""
+    if not isinstance(fn, types.FunctionType) or fn in seen:
+        return False
+    seen.add(fn)
+    codes, names, texts = [fn.__code__], set(), []
+    while codes:
+        code = codes.pop()
+        names |= set(code.co_names)
+        codes += [c for c in code.co_consts if isinstance(c, types.CodeType)]
+        texts += [c for c in code.co_consts if isinstance(c, str)]
+    if names & E2E_NAMES or any(cmd in text for text in texts for cmd in E2E_COMMANDS):
+        return True
+    local = (fn.__globals__.get(n) for n in names)
+    return any(_reaches_e2e(f, seen) for f in local if getattr(f, "__module__", None) == fn.__module__)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if not isinstance(item, pytest.Function):
+            continue
+        fixtures = item._fixtureinfo.name2fixturedefs
+        funcs = [item.function] + [d.func for defs in fixtures.values() for d in defs]
+        if E2E_FIXTURES & set(item.fixturenames) or any(_reaches_e2e(f, set()) for f in funcs):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(autouse=True)
+def _fast_tier_opens_no_socket(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.node.get_closest_marker("e2e"):
+        return
+
+    def refuse(self: socket.socket, *args: Any) -> None:
+        raise AssertionError(f"{request.node.nodeid}: a fast-tier test opened a socket ({args}); mark it e2e")
+
+    for method in ("bind", "connect", "connect_ex"):
+        monkeypatch.setattr(socket.socket, method, refuse)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from spx_data import config
+from spx_data import calendar, config, datasets
 from spx_data.errors import ConfigError
+from spx_data.retry import RetryPolicy
 
 BASE = {"start_date": "2024-11-21", "end_date": "2024-12-05"}
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
@@ -125,3 +128,33 @@ def test_not_yaml_and_not_a_mapping(tmp_path: Path) -> None:
 def test_shipped_config_is_valid() -> None:
     cfg = config.load(config.read_yaml(config.DEFAULT_CONFIG), base=config.PROJECT_DIR)
     assert cfg.datasets == ("quote", "greeks_first_order") and cfg.api_concurrency == 4
+
+
+def _keys(properties: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    for key, spec in properties.items():
+        yield prefix + key, spec
+        yield from _keys(spec.get("properties", {}), f"{prefix}{key}.")
+
+
+def test_every_key_has_a_description_and_all_but_start_date_a_default() -> None:
+    keys = dict(_keys(config.schema()["properties"]))
+    assert [k for k, spec in keys.items() if not spec.get("description")] == []
+    no_default = [k for k, spec in keys.items() if "default" not in spec and "properties" not in spec]
+    assert no_default == ["start_date"] == config.schema()["required"]
+
+
+def test_defaults_are_the_schemas_and_the_retry_policys() -> None:
+    keys = dict(_keys(config.schema()["properties"]))
+    assert config.DEFAULTS["interval"] == keys["interval"]["default"] == "1m"
+    assert config.DEFAULTS["retry"]["read_timeout"] == keys["retry.read_timeout"]["default"] == 120
+    policy = RetryPolicy()
+    expected = {k: v for k, v in config.DEFAULTS["retry"].items() if not k.startswith("starting_wait")}
+    assert {k: getattr(policy, k) for k in expected} == expected
+    assert policy.starting_wait == (config.DEFAULTS["retry"]["starting_wait_min"], 120.0)
+
+
+def test_allowed_values_are_the_registrys() -> None:
+    props = config.schema()["properties"]
+    assert props["datasets"]["items"]["enum"] == list(datasets.DATASETS)
+    assert props["symbols"]["items"]["enum"] == list(datasets.SYMBOLS)
+    assert props["interval"]["enum"] == list(calendar.INTERVAL_SECONDS)

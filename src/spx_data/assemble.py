@@ -6,7 +6,7 @@ strict JSON reader (unexpected fields refused). DuckDB's `read_json` on one thre
 it parses ~2x faster, and its rows are kept only when ndjson_duckdb proves them equal to what the
 strict reader gives; otherwise, and on any error, the file is read again strictly, so the result and
 every error message are the strict reader's. Each expiration is converted to the archive schema
-(DESIGN.md §3), validated, sorted by (right, strike, timestamp) and written as its own row group(s).
+(docs/DESIGN.md §3), validated, sorted by (right, strike, timestamp) and written as its own row group(s).
 The written file is re-read and checked before it is renamed into place; the sidecar comes last.
 
 Sorting and key checks use one int64 per row: right (1 bit) | strike in thousandths (34 bits, enough
@@ -38,11 +38,14 @@ import pyarrow.parquet as pq
 
 import spx_data
 from spx_data import atomic, checksum, ndjson_check, ndjson_duckdb
+from spx_data import footer as footer_keys
 from spx_data.calendar import INTERVAL_SECONDS, OPEN, Session
 from spx_data.datasets import DEFAULT_GREEKS, SCHEMA_VERSION, TZ, Dataset, Greeks
 from spx_data.errors import ConfigError, ValidationError
+from spx_data.ndjson_contract import DATE_PATTERN, TIMESTAMP_PATTERN, row_schema
+from spx_data.validate import choice, iso_date
 
-FOOTER_PREFIX = "spx_data."
+FOOTER_PREFIX = footer_keys.PREFIX
 API_VERSION = "v3"
 ROW_GROUP_ROWS = 1_000_000  # expirations larger than this are split into several row groups
 ZSTD_LEVEL = 1  # measured: as small as level 3 on quote data, and faster
@@ -55,16 +58,6 @@ _RIGHT_SHIFT = _TS_BITS + _STRIKE_BITS
 _STRIKE_MASK = (1 << _STRIKE_BITS) - 1
 _RIGHTS = ("CALL", "PUT")  # index = the key's right bit, so CALL sorts before PUT
 _RIGHT_DICT = pa.array(_RIGHTS, pa.string())
-_TS_TEXT = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?$"
-_DATE_TEXT = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})$")
-_RAW_TYPES: dict[str, pa.DataType] = {
-    "price": pa.float64(),
-    "greek": pa.float64(),
-    "float": pa.float64(),
-    "size": pa.int64(),
-    "code": pa.int32(),
-    "timestamp": pa.string(),
-}
 _ET = ZoneInfo(TZ)
 _EPOCH = dt.date(1970, 1, 1)
 log = logging.getLogger(__name__)
@@ -120,7 +113,7 @@ def assemble_day(
         digest = checksum.sha256_file(tmp)
         size = tmp.stat().st_size
         os.replace(tmp, parquet_path)
-        checksum.fsync_dir(parquet_path.parent)
+        atomic.fsync_dir(parquet_path.parent)
         checksum.write_sidecar(sidecar_path, parquet_path, digest)
     except BaseException:
         for path in (tmp, sidecar_path, parquet_path):
@@ -153,8 +146,8 @@ def read_footer(parquet_path: Path) -> dict[str, str]:
 
 
 def _check_interval(dataset: Dataset, interval: str) -> None:
-    if dataset.interval_based and interval not in INTERVAL_SECONDS:
-        raise ConfigError(f"interval {interval!r}: not one of {', '.join(INTERVAL_SECONDS)}")
+    if dataset.interval_based:
+        choice("interval", interval, INTERVAL_SECONDS, ConfigError)
 
 
 def _ordered_sources(sources: Sequence[Source]) -> list[Source]:
@@ -163,16 +156,9 @@ def _ordered_sources(sources: Sequence[Source]) -> list[Source]:
         if (prev.symbol, prev.expiration) == (cur.symbol, cur.expiration):
             raise ValidationError(f"{cur.path}: second source for {cur.symbol} {cur.expiration}")
     for s in ordered:
-        if not s.symbol or not _is_iso_date(s.expiration):
+        if not s.symbol or iso_date(s.expiration) is None:
             raise ValidationError(f"{s.path}: bad source key {s.symbol!r} {s.expiration!r}")
     return ordered
-
-
-def _is_iso_date(text: str) -> bool:
-    try:
-        return re.fullmatch(r"\d{4}-\d{2}-\d{2}", text) is not None and bool(dt.date.fromisoformat(text))
-    except ValueError:
-        return False
 
 
 def _footer_base(
@@ -197,7 +183,7 @@ def _footer_base(
     footer = {FOOTER_PREFIX + k: v for k, v in core.items()}
     for key in sorted(provenance):
         full = key if key.startswith(FOOTER_PREFIX) else FOOTER_PREFIX + key
-        if full in footer or full in (FOOTER_PREFIX + k for k in ("status", "rows", "sources")):
+        if full in footer or full in (footer_keys.STATUS, footer_keys.ROWS, footer_keys.SOURCES):
             raise ValueError(f"provenance key {key!r} would overwrite a footer entry")
         footer[full] = str(provenance[key])
     return footer
@@ -270,9 +256,9 @@ def _write(
                 f"{len(sources)} expirations"
             )
         footer = footer | {
-            FOOTER_PREFIX + "status": "success" if sources else "no_data",
-            FOOTER_PREFIX + "rows": str(total),
-            FOOTER_PREFIX + "sources": json.dumps(listed, separators=(",", ":")),
+            footer_keys.STATUS: "success" if sources else "no_data",
+            footer_keys.ROWS: str(total),
+            footer_keys.SOURCES: json.dumps(listed, separators=(",", ":")),
         }
         writer.add_key_value_metadata(footer)
     finally:
@@ -319,22 +305,6 @@ class _Batch:
     values: dict[str, np.ndarray]  # timestamps as UTC ms
 
 
-def _raw_schema(dataset: Dataset, date_type: pa.DataType | None) -> pa.Schema:
-    """The JSON types of a source's keys; `date_type` set for the date + ms_of_day variant."""
-    fields = [
-        ("symbol", pa.string()),
-        ("expiration", pa.string()),
-        ("strike", pa.float64()),
-        ("right", pa.string()),
-    ]
-    for name, kind in dataset.columns:
-        if name == "timestamp" and date_type is not None:
-            fields += [("date", date_type), ("ms_of_day", pa.int64())]
-        else:
-            fields.append((name, _RAW_TYPES[kind]))
-    return pa.schema(fields)
-
-
 def _date_variant(path: Path, dataset: Dataset) -> pa.DataType | None:
     """JSON type of `date` when the first row carries date + ms_of_day instead of timestamp."""
     with open(path, "rb") as f:  # the client's rule on the client's line, so both read a body alike
@@ -347,7 +317,7 @@ def _read_options() -> pj.ReadOptions:
 
 
 def _blocks(job: _Job) -> Iterator[pa.RecordBatch]:
-    schema = _raw_schema(job.dataset, _date_variant(job.src.path, job.dataset))
+    schema = row_schema(job.dataset, _date_variant(job.src.path, job.dataset))
     options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
     try:
         yield from pj.open_json(str(job.src.path), _read_options(), options)
@@ -360,9 +330,9 @@ def _fast_blocks(job: _Job, fast: ndjson_duckdb.Reader) -> Generator[pa.RecordBa
 
     The proof needs every text column validated by _convert as text no other JSON value can give:
     symbol and expiration equal to the source's (checked here to be such texts), right CALL or PUT,
-    timestamps matching _TS_TEXT (two '-' each, no other special byte)."""
+    timestamps matching TIMESTAMP_PATTERN (two '-' each, no other special byte)."""
     path = job.src.path
-    schema = _raw_schema(job.dataset, None)
+    schema = row_schema(job.dataset, None)
     if not ndjson_duckdb.eligible(path, schema) or _date_variant(path, job.dataset) is not None:
         return None
     src = job.src
@@ -526,7 +496,7 @@ def _parse_texts(
     texts: pa.Array, name: str, indices: np.ndarray, block: pa.RecordBatch, job: _Job, row0: int
 ) -> tuple[np.ndarray, np.ndarray]:
     local = None
-    if pc.all(pc.match_substring_regex(texts, _TS_TEXT)).as_py():
+    if pc.all(pc.match_substring_regex(texts, TIMESTAMP_PATTERN)).as_py():
         try:
             local = pc.cast(texts, pa.timestamp("ms"))
         except pa.ArrowInvalid:
@@ -542,7 +512,7 @@ def _parse_texts(
 
 
 def _valid_time_text(text: str) -> bool:
-    if not re.match(_TS_TEXT, text):
+    if not re.match(TIMESTAMP_PATTERN, text):
         return False
     try:
         dt.datetime.fromisoformat(text)
@@ -568,7 +538,7 @@ def _local_from_date_ms(block: pa.RecordBatch, job: _Job, row0: int) -> np.ndarr
     indices = encoded.indices.to_numpy()
     days = []
     for i, value in enumerate(encoded.dictionary.to_pylist()):
-        match = _DATE_TEXT.match(str(value))
+        match = DATE_PATTERN.match(str(value))
         try:
             if match is None:
                 raise ValueError
@@ -695,13 +665,13 @@ def _check_footer(
         if footer.get(FOOTER_PREFIX + key) != value
     ]
     try:
-        listed = json.loads(footer.get(FOOTER_PREFIX + "sources", ""))
+        listed = json.loads(footer.get(footer_keys.SOURCES, ""))
         listed_rows = sum(int(s["rows"]) for s in listed)
     except (ValueError, TypeError, KeyError):
         return [*problems, f"{path}: footer sources unreadable"]
     if listed_rows != rows:
         problems.append(f"{path}: footer sources hold {listed_rows} rows, the file {rows}")
-    status = footer.get(FOOTER_PREFIX + "status")
+    status = footer.get(footer_keys.STATUS)
     if status != ("no_data" if not listed else "success"):
         problems.append(f"{path}: footer status {status!r} with {len(listed)} sources")
     return problems

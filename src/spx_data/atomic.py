@@ -26,6 +26,15 @@ def sweep(final: Path) -> int:
     return removed
 
 
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or unlink in `directory` durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_bytes(final: Path, data: bytes) -> None:
     """`final` holds `data` whole, or keeps what it held before."""
     final.parent.mkdir(parents=True, exist_ok=True)

@@ -21,15 +21,6 @@ def sha256_file(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def fsync_dir(directory: Path) -> None:
-    """Make a rename or unlink in `directory` durable."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _name_in_sidecar(sidecar_path: Path, file_path: Path) -> str:
     name = os.path.relpath(file_path, sidecar_path.parent)
     # sha256sum escapes such names with a leading backslash; ours never need it.
@@ -48,7 +39,7 @@ def write_sidecar(sidecar_path: Path, file_path: Path, digest: str | None = None
         raise ValueError(f"not a sha256 hex digest: {digest!r}")
     text = f"{digest}  {_name_in_sidecar(sidecar_path, file_path)}\n"
     atomic.write_bytes(sidecar_path, text.encode())
-    fsync_dir(sidecar_path.parent)
+    atomic.fsync_dir(sidecar_path.parent)
     return digest
 
 

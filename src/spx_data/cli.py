@@ -10,7 +10,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import shutil
 import socket
 import sys
 import time
@@ -23,6 +22,8 @@ from typing import Any, NoReturn
 from spx_data import __version__, outage
 from spx_data import config as config_mod
 from spx_data.errors import ConfigError, SpxDataError, TerminalUnreachable
+from spx_data.paths import free_bytes
+from spx_data.validate import iso_date
 
 OK, FAILED, USAGE, UNREACHABLE, NO_DISK, BUSY = 0, 1, 2, 3, 4, 5
 
@@ -42,10 +43,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _date(value: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r}: not a date (YYYY-MM-DD)") from None
+    day = iso_date(value)
+    if day is None:
+        raise argparse.ArgumentTypeError(f"{value!r}: not a date (YYYY-MM-DD)")
+    return day
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -108,13 +109,6 @@ def _human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     raise AssertionError  # pragma: no cover
-
-
-def _free_bytes(path: Path) -> int:
-    probe = path
-    while not probe.exists():
-        probe = probe.parent
-    return shutil.disk_usage(probe).free
 
 
 # ---------------------------------------------------------------- commands
@@ -251,7 +245,7 @@ def _run(args: argparse.Namespace, overrides: dict[str, Any], targets: Sequence[
         print(f"nothing to do: every session {cfg.start} .. {cfg.end} is archived")
         return OK
     need = estimate.estimate(cfg, pairs).disk_bytes
-    free = _free_bytes(cfg.archive)
+    free = free_bytes(cfg.archive)
     if free < need and not args.ignore_disk:
         raise Exit(
             NO_DISK,
@@ -297,20 +291,19 @@ def _run(args: argparse.Namespace, overrides: dict[str, Any], targets: Sequence[
 
 
 def _require_terminal(cfg: config_mod.Config) -> None:
-    import requests
-
+    from spx_data import terminal
+    from spx_data.datasets import STATUS_ENDPOINT
     from spx_data.retry import fatal_error
 
-    url = f"{cfg.terminal_url}/v3/terminal/mdds/status"
     try:
-        resp = requests.get(url, timeout=(3, 10))
-    except requests.RequestException as e:
+        code, text = terminal.status(cfg.terminal_url)
+    except TerminalUnreachable as e:
         raise TerminalUnreachable(
-            f"no terminal answers at {cfg.terminal_url} ({type(e).__name__}); start ThetaTerminal, or "
-            "`spx-data sim` for the simulator"
+            f"no terminal answers at {cfg.terminal_url} ({type(e.__cause__).__name__}); start ThetaTerminal, "
+            "or `spx-data sim` for the simulator"
         ) from None
-    if resp.status_code != 200:  # it answers, but refuses: 476 is a host-string mix-up, and so on
-        raise fatal_error(resp.status_code, url, resp.text[:200].strip())
+    if code != 200:  # it answers, but refuses: 476 is a host-string mix-up, and so on
+        raise fatal_error(code, f"{cfg.terminal_url}/v3{STATUS_ENDPOINT}", text[:200].strip())
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.json as pj
 import requests
 
-from spx_data import atomic, calendar
+from spx_data import atomic, calendar, terminal
 from spx_data.datasets import (
     DEFAULT_GREEKS,
     LIST_CONTRACTS_ENDPOINT,
@@ -117,7 +117,8 @@ class ThetaClient:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._root = base_url.rstrip("/") + "/v3"
+        self._base = base_url.rstrip("/")
+        self._root = self._base + "/v3"
         self._policy = policy
         self._session = session or requests.Session()
         self._sleep = sleep
@@ -129,14 +130,10 @@ class ThetaClient:
 
     def status(self) -> str:
         """The terminal's link state (`CONNECTED` when ready)."""
-        url = self.url(STATUS_ENDPOINT)
-        try:
-            with self._session.get(url, timeout=self._policy.timeout) as resp:
-                if resp.status_code != 200:
-                    raise fatal_error(resp.status_code, url, resp.text[:200].strip())
-                return resp.text.strip()
-        except requests.RequestException as exc:
-            raise TerminalUnreachable(f"{url}: no answer from the terminal ({exc})") from exc
+        code, text = terminal.status(self._base, timeout=self._policy.timeout, session=self._session)
+        if code != 200:
+            raise fatal_error(code, self.url(STATUS_ENDPOINT), text[:200].strip())
+        return text.strip()
 
     def list_contracts(
         self, day: dt.date, symbols: Sequence[str], max_dte: int | None = None, *, traded: bool = False
@@ -432,16 +429,8 @@ class _PartFile:
         size = self._file.tell()
         self._file.close()
         os.replace(self.path, dest)
-        _fsync_dir(dest.parent)
+        atomic.fsync_dir(dest.parent)
         return size, self._hash.hexdigest()
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _count_contracts(resp: requests.Response) -> Counter[tuple[str, str]]:

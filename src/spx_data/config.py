@@ -21,42 +21,32 @@ import yaml
 
 from spx_data import calendar, datasets
 from spx_data.errors import ConfigError
-from spx_data.paths import Layout
+from spx_data.paths import Layout, nearest_existing
+from spx_data.validate import iso_date
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = PROJECT_DIR / "config" / "config.schema.yaml"
 DEFAULT_CONFIG = PROJECT_DIR / "config" / "config.yaml"
-
-DEFAULTS: dict[str, Any] = {
-    "end_date": None,
-    "symbols": ["SPX", "SPXW"],
-    "datasets": ["quote", "greeks_first_order"],
-    "interval": "1m",
-    "max_dte": None,
-    "terminal_url": "http://127.0.0.1:25503",
-    "allow_remote_terminal": False,
-    "api_concurrency": 4,
-    "archive_dir": "data/archive",
-    "work_dir": "data/work",
-    "ledger_path": "data/ledger.sqlite",
-    "retry": {
-        "max_attempts": 8,
-        "base_delay": 0.5,
-        "max_delay": 30.0,
-        "max_total_seconds": 900.0,
-        "connect_timeout": 5.0,
-        "read_timeout": 120.0,
-        "disconnected_max_wait": 300.0,
-        "starting_wait_min": 30.0,
-        "starting_wait_max": 120.0,
-    },
-    "greeks": {"rate_type": "sofr", "version": "latest", "rate_value": None, "annual_dividend": None},
-}
+# libyaml's loader where present: the schema is read by every job process (~1 ms against ~25 ms).
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @cache
 def schema() -> dict[str, Any]:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    return yaml.load(SCHEMA_PATH.read_text(), Loader=_YAML_LOADER)
+
+
+def _defaults(properties: Mapping[str, Any]) -> dict[str, Any]:
+    """Each key's schema `default`; a mapping's default is its own keys' defaults."""
+    return {
+        key: _defaults(spec["properties"]) if "properties" in spec else spec["default"]
+        for key, spec in properties.items()
+        if "default" in spec or "properties" in spec
+    }
+
+
+# Every key's default, from the schema alone (the client's RetryPolicy takes `retry`'s from here too).
+DEFAULTS: dict[str, Any] = _defaults(schema()["properties"])
 
 
 @dataclass(frozen=True)
@@ -164,10 +154,10 @@ def _explain(error: Any) -> str:
 
 
 def _date(key: str, value: Any) -> dt.date:
-    try:
-        return dt.date.fromisoformat(str(value))
-    except ValueError:
-        raise ConfigError(f"{key} {_fmt(value)}: not a date (YYYY-MM-DD)") from None
+    day = iso_date(str(value))
+    if day is None:
+        raise ConfigError(f"{key} {_fmt(value)}: not a date (YYYY-MM-DD)")
+    return day
 
 
 def _check_url(url: str, allow_remote: bool) -> str:
@@ -198,9 +188,7 @@ def _check_writable(key: str, path: Path, is_file: bool = False) -> Path:
             raise ConfigError(f"{key} {path}: not a folder")
         if is_file:
             raise ConfigError(f"{key} {path}: not a file")
-    probe = path if path.exists() else path.parent
-    while not probe.exists():
-        probe = probe.parent
+    probe = nearest_existing(path)
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
         raise ConfigError(f"{key} {path}: not writable ({probe} is not a writable folder)")
     return path
@@ -212,11 +200,12 @@ def load(raw: Mapping[str, Any], base: Path | None = None, today: dt.datetime | 
 
     if not isinstance(raw, Mapping):
         raise ConfigError(f"config: expected a mapping of keys to values, got {type(raw).__name__}")
-    nested = {}
-    for key in ("retry", "greeks"):
-        value = raw.get(key) or {}
-        nested[key] = {**DEFAULTS[key], **value} if isinstance(value, Mapping) else value
-    doc = _coerce({**DEFAULTS, **raw, **nested}, schema())
+    doc = {**DEFAULTS, **raw}
+    for key, default in DEFAULTS.items():  # a mapping's keys take their defaults one by one
+        given = raw.get(key) or {}
+        if isinstance(default, dict) and isinstance(given, Mapping):
+            doc[key] = {**default, **given}
+    doc = _coerce(doc, schema())
     errors = sorted(jsonschema.Draft202012Validator(schema()).iter_errors(doc), key=lambda e: e.path)
     if errors:
         raise ConfigError(_explain(errors[0]))

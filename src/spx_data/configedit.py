@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 
 from ruamel.yaml import YAML
 
+from spx_data import atomic
 from spx_data import config as config_mod
 from spx_data.errors import ConfigError
 
@@ -40,10 +39,7 @@ def set_value(path: Path, key: str, text: str) -> None:
     except ConfigError as e:
         msg = str(e)
         raise ConfigError(msg if msg.startswith(key) else f"{key} {text}: {msg}") from None
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(_dump(yaml, doc))
-    os.replace(tmp, path)
+    atomic.write_bytes(path, _dump(yaml, doc).encode())
 
 
 def _dump(yaml: YAML, doc: object) -> str:

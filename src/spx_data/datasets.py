@@ -13,6 +13,7 @@ from typing import Literal
 import pyarrow as pa
 
 from spx_data import calendar
+from spx_data.validate import choice
 
 SCHEMA_VERSION = "1"
 TZ = "America/New_York"
@@ -43,8 +44,6 @@ INTERVALS: tuple[str, ...] = (
     "tick", "10ms", "100ms", "500ms", "1s", "5s", "10s", "15s", "30s",
     "1m", "5m", "10m", "15m", "30m", "1h",
 )  # fmt: skip
-# Intervals the archive supports: fixed grids whose rows per contract the calendar can count.
-ARCHIVE_INTERVALS: tuple[str, ...] = ("1s", "5s", "10s", "15s", "30s", "1m", "5m", "10m", "15m", "30m", "1h")
 SYMBOLS: tuple[str, ...] = ("SPX", "SPXW")
 RIGHTS: tuple[str, ...] = ("CALL", "PUT")
 # Greeks inputs the v3 OpenAPI spec allows (rate_type, version); the terminal answers 473 to others.
@@ -291,7 +290,4 @@ STATUS_ENDPOINT = "/terminal/mdds/status"
 
 
 def get(name: str) -> Dataset:
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise ValueError(f"dataset {name!r}: not one of {', '.join(DATASETS)}") from None
+    return DATASETS[choice("dataset", name, DATASETS)]

@@ -11,9 +11,9 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import requests
-
 from spx_data import config as config_mod
+from spx_data.errors import TerminalUnreachable
+from spx_data.terminal import status as terminal_status
 
 DEMO_RANGE = ("2024-11-21", "2024-12-05")  # 10 sessions: holiday 11-28, early close 11-29
 
@@ -21,11 +21,11 @@ DEMO_RANGE = ("2024-11-21", "2024-12-05")  # 10 sessions: holiday 11-28, early c
 @contextlib.contextmanager
 def terminal(url: str, chain: str, faults: float) -> Iterator[str]:
     try:
-        if requests.get(f"{url}/v3/terminal/mdds/status", timeout=2).text.strip() == "CONNECTED":
+        if terminal_status(url)[1].strip() == "CONNECTED":
             print(f"using the terminal at {url}")
             yield url
             return
-    except requests.RequestException:
+    except TerminalUnreachable:
         pass
     from spx_data.sim.faults import FAULT_CLASSES
     from spx_data.sim.testing import running_simulator

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
 
-from spx_data import calendar, datasets, plan
+from spx_data import calendar, datasets, plan, terminal
 from spx_data.config import Config
+from spx_data.errors import TerminalUnreachable
 from spx_data.estimate import estimate
+from spx_data.paths import free_bytes, nearest_existing
 from spx_data.retry import FIXES as _FIXES
 
 REACHABLE = "terminal reachable"  # its failure makes `spx-data doctor` exit 3, like `run`
@@ -66,21 +66,21 @@ def run_checks(cfg: Config) -> list[Check]:
     # Either host form alone is fine; only mixing them (here and in another client) makes a 476.
     checks.append(Check("host string", True, f"terminal_url uses {host}; use this same form everywhere"))
     try:
-        resp = _get(cfg, "/terminal/mdds/status")
-        status = resp.text.strip()
+        code, text = terminal.status(cfg.terminal_url)
+        status = text.strip()
         checks.append(Check(REACHABLE, True, f"{cfg.terminal_url} answers"))
-        connected = resp.status_code == 200 and status == "CONNECTED"
-        if resp.status_code != 200:
-            fix = _FIXES.get(resp.status_code, "unexpected status code: see the status table in the README")
-            checks.append(Check("mdds/status", False, f"HTTP {resp.status_code} ({status[:80]!r})", fix))
+        connected = code == 200 and status == "CONNECTED"
+        if code != 200:
+            fix = _FIXES.get(code, "unexpected status code: see the status table in the README")
+            checks.append(Check("mdds/status", False, f"HTTP {code} ({status[:80]!r})", fix))
         else:
             checks.append(
                 Check("mdds/status", connected, status or "(empty)",
                       "the terminal is up but not linked to ThetaData: check its console and creds.txt")
             )  # fmt: skip
-    except requests.RequestException as e:
+    except TerminalUnreachable as e:
         checks.append(
-            Check(REACHABLE, False, f"{cfg.terminal_url}: {type(e).__name__}",
+            Check(REACHABLE, False, f"{cfg.terminal_url}: {type(e.__cause__).__name__}",
                   "start the terminal (java -jar ThetaTerminalv3.jar) or `spx-data sim`")
         )  # fmt: skip
         connected = False
@@ -103,10 +103,8 @@ def run_checks(cfg: Config) -> list[Check]:
               f"(newest final session {calendar.last_final_session()})", "check start_date/end_date")
     )  # fmt: skip
     need = estimate(cfg, plan.build(cfg, sessions).pairs()).disk_bytes
-    probe: Path = cfg.archive
-    while not probe.exists():
-        probe = probe.parent
-    free = shutil.disk_usage(probe).free
+    probe = nearest_existing(cfg.archive)
+    free = free_bytes(probe)
     checks.append(
         Check("free disk", free >= need, f"{free / 2**30:.1f} GiB free, ~{need / 2**30:.1f} GiB needed",
               f"free space on {probe} or move archive_dir")

@@ -7,13 +7,12 @@ listings, else from the doc's typical full day; bytes per row from what the arch
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 from spx_data import calendar, datasets, listing
 from spx_data.config import Config
+from spx_data.ledger import bytes_per_row
 
 TYPICAL_EXPIRATIONS = 70  # thetadata-v3.md: 55–85 expirations a day over SPX + SPXW
 TYPICAL_CONTRACTS = 28_000  # 20–35 thousand contracts a day
@@ -35,20 +34,6 @@ class Estimate:
         return {k: getattr(self, k) for k in ("targets", "requests", "rows", "disk_bytes", "seconds")}
 
 
-def _bytes_per_row(ledger_path: Path) -> dict[str, float]:
-    if not ledger_path.exists():
-        return {}
-    try:
-        with sqlite3.connect(f"file:{ledger_path}?mode=ro", uri=True) as db:
-            rows = db.execute(
-                "SELECT dataset, SUM(bytes), SUM(rows) FROM days WHERE status='success' AND rows > 0 "
-                "GROUP BY dataset"
-            ).fetchall()
-    except sqlite3.Error:
-        return {}
-    return {ds: b / r for ds, b, r in rows if r}
-
-
 def estimate(cfg: Config, pairs: Iterable[tuple[str, str]]) -> Estimate:
     pairs = list(pairs)
     layout = cfg.layout
@@ -59,7 +44,7 @@ def estimate(cfg: Config, pairs: Iterable[tuple[str, str]]) -> Estimate:
             cached[day] = found.select(cfg.symbols, cfg.max_dte)
     mean_exp = sum(len(v) for v in cached.values()) / len(cached) if cached else TYPICAL_EXPIRATIONS
     mean_con = sum(n for v in cached.values() for *_, n in v) / len(cached) if cached else TYPICAL_CONTRACTS
-    per_row = _bytes_per_row(cfg.ledger)
+    per_row = bytes_per_row(cfg.ledger)
     requests = rows = 0
     disk = seconds = 0.0
     peak_ndjson: list[float] = []

@@ -134,31 +134,49 @@ def assemble(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None, *, own_process: bool = False) -> int:
-    """Run one job. `own_process`: this process runs only the job (not, say, a test session), so
-    pyarrow may be kept from importing pandas for good (arrow_only)."""
-    parser = argparse.ArgumentParser(prog="python -m spx_data.jobs")
-    parser.add_argument("--archive", required=True)
-    parser.add_argument("--work", required=True)
-    sub = parser.add_subparsers(dest="step", required=True)
-    f = sub.add_parser("fetch")
+def _fetch_arguments(f: argparse.ArgumentParser) -> None:
     for name in ("dataset", "day", "symbol", "expiration"):
         f.add_argument(name)
     f.add_argument("--out", required=True)
     f.add_argument("--url", required=True)
     f.add_argument("--interval", required=True)
     f.add_argument("--retry", required=True, help="retry policy as JSON")
-    a = sub.add_parser("assemble")
-    for step in (f, a):
-        step.add_argument("--greeks", default="{}", help="greeks inputs as JSON (config `greeks`)")
+    _greeks_argument(f)
+
+
+def _greeks_argument(step: argparse.ArgumentParser) -> None:
+    step.add_argument("--greeks", default="{}", help="greeks inputs as JSON (config `greeks`)")
+
+
+def _assemble_arguments(a: argparse.ArgumentParser) -> None:
+    _greeks_argument(a)
     a.add_argument("dataset")
     a.add_argument("day")
     a.add_argument("--interval", required=True)
     a.add_argument("--symbols", required=True)
     a.add_argument("--max-dte", type=lambda v: None if v == "None" else int(v), default=None)
+
+
+_STEPS = {"fetch": (fetch, _fetch_arguments), "assemble": (assemble, _assemble_arguments)}
+
+
+def main(argv: list[str] | None = None, *, own_process: bool = False, step: str | None = None) -> int:
+    """Run one job: `step`'s (a scripts/ entry point), else the step named in argv (`-m spx_data.jobs`).
+
+    `own_process`: this process runs only the job (not, say, a test session), so pyarrow may be kept
+    from importing pandas for good (arrow_only)."""
+    parser = argparse.ArgumentParser(prog=f"scripts/{step}.py" if step else "python -m spx_data.jobs")
+    parser.add_argument("--archive", required=True)
+    parser.add_argument("--work", required=True)
+    if step is None:
+        sub = parser.add_subparsers(dest="step", required=True)
+        for name, (_, arguments) in _STEPS.items():
+            arguments(sub.add_parser(name))
+    else:
+        _STEPS[step][1](parser)
     args = parser.parse_args(argv)
     args.own_process = own_process
-    return {"fetch": fetch, "assemble": assemble}[args.step](args)
+    return _STEPS[step or args.step][0](args)
 
 
 if __name__ == "__main__":

@@ -32,9 +32,11 @@ from typing import Any, TypeVar
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from spx_data import footer as footer_keys
 from spx_data.errors import SpxDataError
 from spx_data.outcomes import read_events
-from spx_data.paths import check_dataset, check_date
+from spx_data.paths import Layout, check_dataset
+from spx_data.validate import choice
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +298,7 @@ class Ledger:
         sha256: str | None = None,
     ) -> None:
         """An operator's verdict (verify --repair, retry): the row becomes exactly what is given."""
-        _check_status(status)
+        choice("status", status, STATUSES)
         with self._transaction() as cur:
             cur.execute(_OPERATOR, (dataset, day, status, rows, bytes, sha256, error_class, error, _now()))
 
@@ -306,10 +308,12 @@ class Ledger:
         Days the ledger knows but the archive has no parquet for are left as they are.
         """
         names = [check_dataset(dataset) for dataset in datasets]  # before any becomes a path part
+        layout = Layout(Path(archive), Path())  # only the archive side is read
         found = [
-            _archived_day(dataset, day, parquet)
+            _archived_day(layout, dataset, day)
             for dataset in names
-            for day, parquet in _archive_files(Path(archive), dataset)
+            for day in layout.archived_days(dataset)
+            if layout.parquet(dataset, day).is_file()
         ]
         now = _now()
         with self._transaction() as cur:
@@ -406,7 +410,7 @@ def _on_run_end(cur: sqlite3.Cursor, event: dict[str, Any]) -> None:
 
 def _on_fetch(cur: sqlite3.Cursor, event: dict[str, Any]) -> None:
     run_id, dataset, day, at = _day_keys(event)
-    status = _choice(event["status"], ("ok", "no_data", "failed"))
+    status = choice("status", event["status"], ("ok", "no_data", "failed"))
     error_class, error, seconds = _opt(event, "error_class"), _opt(event, "error"), _opt(event, "seconds")
     request = (_opt(event, "symbol"), _opt(event, "expiration"), status, _opt(event, "http_status"))
     sizes = (
@@ -449,7 +453,7 @@ def _on_assemble_start(cur: sqlite3.Cursor, event: dict[str, Any]) -> None:
 
 def _on_assemble(cur: sqlite3.Cursor, event: dict[str, Any]) -> None:
     run_id, dataset, day, at = _day_keys(event)
-    status = _choice(event["status"], ("success", "no_data", "failed"))
+    status = choice("status", event["status"], ("success", "no_data", "failed"))
     failed = status == "failed"
     error_class = (_opt(event, "error_class") or "AssembleFailed") if failed else None
     error = _opt(event, "error") if failed else None
@@ -535,17 +539,6 @@ def _text(value: Any) -> str:
     return value
 
 
-def _choice(value: Any, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ValueError(f"status {value!r}: not one of {', '.join(allowed)}")
-    return value
-
-
-def _check_status(status: str) -> None:
-    if status not in STATUSES:
-        raise ValueError(f"status {status!r}: not one of {', '.join(STATUSES)}")
-
-
 # -- helpers ------------------------------------------------------------------------------------------
 
 
@@ -592,28 +585,34 @@ def _alive(pid: int | None, host: str | None, started: str | None) -> bool:
     return dt.datetime.now(dt.UTC) - since < _OTHER_HOST_MAX_AGE
 
 
-def _archive_files(archive: Path, dataset: str) -> Iterator[tuple[str, Path]]:
-    for day_dir in sorted((archive / dataset).glob("date=*")):
-        day = day_dir.name.removeprefix("date=")
-        try:
-            check_date(day)
-        except ValueError:
-            continue
-        parquet = day_dir / f"spx-{dataset}-{day}.parquet"
-        if parquet.is_file():
-            yield day, parquet
+def bytes_per_row(path: Path) -> dict[str, float]:
+    """Archive bytes per row of each dataset's successful days, read without creating or locking a ledger."""
+    if not path.exists():
+        return {}
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            rows = db.execute(
+                "SELECT dataset, SUM(bytes), SUM(rows) FROM days WHERE status='success' AND rows > 0 "
+                "GROUP BY dataset"
+            ).fetchall()
+    except sqlite3.Error:
+        return {}
+    return {ds: b / r for ds, b, r in rows if r}
 
 
-def _archived_day(dataset: str, day: str, parquet: Path) -> tuple[Any, ...]:
+_ROWS, _STATUS = footer_keys.ROWS.encode(), footer_keys.STATUS.encode()
+
+
+def _archived_day(layout: Layout, dataset: str, day: str) -> tuple[Any, ...]:
     """(dataset, day, status, rows, bytes, sha256, error_class, error) as the file shows it."""
     incomplete = (dataset, day, "failed", None, None, None, "IncompleteFile", "incomplete file in archive")
-    sidecar = parquet.with_name(parquet.name + ".sha256")
+    parquet, sidecar = layout.parquet(dataset, day), layout.sidecar(dataset, day)
     try:
         metadata = pq.read_metadata(parquet)
         sha256 = sidecar.read_text().split()[0]
         footer = metadata.metadata or {}
-        rows = int(footer[b"spx_data.rows"]) if b"spx_data.rows" in footer else metadata.num_rows
-        status = footer.get(b"spx_data.status", b"success" if rows else b"no_data").decode()
+        rows = int(footer[_ROWS]) if _ROWS in footer else metadata.num_rows
+        status = footer.get(_STATUS, b"success" if rows else b"no_data").decode()
     except (OSError, ValueError, IndexError, pa.ArrowException):
         return incomplete  # no sidecar, an empty one, or a footer that cannot be read
     if status not in ("success", "no_data"):

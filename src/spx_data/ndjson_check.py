@@ -5,8 +5,9 @@ small thread pool (the reader releases the GIL), so a ~250 MB body is checked at
 without ever being held whole in memory; only each row's key (contract, time: 16 bytes) is kept, for the
 duplicate and rows-per-contract checks at the end. Errors name the line (1-based) where they can.
 
-A row's time is its `timestamp` text or, in the shape some long answers are reported to take, `date`
-(YYYYMMDD number or text, or YYYY-MM-DD) + `ms_of_day` (ms since ET midnight). As in assembly
+A row's shape and types are `ndjson_contract`'s, shared with assembly. A row's time is its `timestamp`
+text or, in the shape some long answers are reported to take, `date` (YYYYMMDD number or text, or
+YYYY-MM-DD) + `ms_of_day` (ms since ET midnight). As in assembly
 (`assemble._date_variant`), the first row decides the shape (and whether `date` is a number or a text)
 for the whole answer. A row lacking that shape's columns but carrying the other's is a `MixedTimeColumns`
 (looked for only on that error path, so a good answer costs nothing more).
@@ -30,27 +31,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from spx_data.datasets import ARROW_TYPES, RIGHTS, Dataset
+from spx_data.datasets import RIGHTS, Dataset
 from spx_data.errors import BadResponse
+from spx_data.ndjson_contract import DATE_PATTERN, TIMESTAMP_PATTERN, row_schema
 
 BLOCK_SIZE = 1 << 20  # a block holds whole lines; a longer line is not an answer row
 MAX_WORKERS = 4  # caps memory: about (workers + 2) blocks and their parsed tables are alive at once
 # The parser allocates through malloc: with jemalloc the worker threads kept ~30 MB more RSS, no faster.
 _POOL = pa.system_memory_pool()
-# ET wall clock as the terminal writes it: fraction omitted when zero.
-TIMESTAMP_PATTERN = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?$"
-# `date` of the date + ms_of_day shape, as assembly reads it (assemble._DATE_TEXT): digits, dashes optional
-DATE_PATTERN = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})$")
 _PARSE_ROW = re.compile(r" in row (\d+)$")  # how pyarrow's JSON reader names a block's bad row
 _MS_PER_DAY = 86_400_000
 _EPOCH = dt.date(1970, 1, 1)
-# Contract columns as read for checking: strike stays a float here, keyed in thousandths.
-_CONTRACT_TYPES: dict[str, pa.DataType] = {
-    "symbol": pa.string(),
-    "expiration": pa.string(),
-    "strike": pa.float64(),
-    "right": pa.string(),
-}
 
 
 class TornBody(BadResponse):
@@ -88,19 +79,6 @@ class Expected:
 class Counts:
     rows: int
     contracts: int
-
-
-def validation_schema(dataset: Dataset, date_type: pa.DataType | None = None) -> pa.Schema:
-    """The types every NDJSON row must parse to; timestamps stay strings (checked by pattern).
-
-    With `date_type` (the date + ms_of_day shape) `timestamp` becomes `date` and `ms_of_day`."""
-    fields = [pa.field(name, typ) for name, typ in _CONTRACT_TYPES.items()]
-    for name, kind in dataset.columns:
-        if name == "timestamp" and date_type is not None:
-            fields += [pa.field("date", date_type), pa.field("ms_of_day", pa.int64())]
-        else:
-            fields.append(pa.field(name, pa.string() if kind == "timestamp" else ARROW_TYPES[kind]))
-    return pa.schema(fields)
 
 
 def date_type_of(first_line: bytes, dataset: Dataset) -> pa.DataType | None:
@@ -225,7 +203,7 @@ class _BlockChecker:
     """Checks one block of whole lines; thread-safe (holds only immutable settings)."""
 
     def __init__(self, dataset: Dataset, expected: Expected, date_type: pa.DataType | None = None) -> None:
-        schema = validation_schema(dataset, date_type)
+        schema = row_schema(dataset, date_type)
         self._parse = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
         self._expected = expected
         self.timed = "timestamp" in dataset.column_names  # rows are keyed by time too

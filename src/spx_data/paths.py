@@ -2,37 +2,41 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from spx_data.datasets import DATASETS, SYMBOLS
+from spx_data.validate import choice, iso_date
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DAY_DIR = "date="  # Hive partition folders: date=YYYY-MM-DD
 
 
 def check_dataset(name: str) -> str:
-    if name not in DATASETS:
-        raise ValueError(f"dataset {name!r}: not one of {', '.join(DATASETS)}")
-    return name
+    return choice("dataset", name, DATASETS)
 
 
 def check_symbol(symbol: str) -> str:
-    if symbol not in SYMBOLS:
-        raise ValueError(f"symbol {symbol!r}: not one of {', '.join(SYMBOLS)}")
-    return symbol
+    return choice("symbol", symbol, SYMBOLS)
 
 
 def check_date(value: str) -> str:
     """An ISO date string that is safe as a path part."""
-    if not _DATE.match(value):
+    if iso_date(value) is None:
         raise ValueError(f"date {value!r}: not a date (YYYY-MM-DD)")
-    try:
-        dt.date.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"date {value!r}: not a date (YYYY-MM-DD)") from None
     return value
+
+
+def nearest_existing(path: Path) -> Path:
+    """`path`, or its nearest ancestor that exists: where a file or folder about to be made will live."""
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def free_bytes(path: Path) -> int:
+    """Free bytes on the file system where `path` is, or will be."""
+    return shutil.disk_usage(nearest_existing(path)).free
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,13 @@ class Layout:
     work: Path
 
     def day_dir(self, dataset: str, day: str) -> Path:
-        return self.archive / check_dataset(dataset) / f"date={check_date(day)}"
+        return self.archive / check_dataset(dataset) / f"{_DAY_DIR}{check_date(day)}"
+
+    def archived_days(self, dataset: str) -> list[str]:
+        """Days that have a folder in the dataset's archive (names that are not a date are not ours)."""
+        root = self.archive / check_dataset(dataset)
+        days = (p.name.removeprefix(_DAY_DIR) for p in root.glob(f"{_DAY_DIR}*"))
+        return sorted(day for day in days if iso_date(day) is not None)
 
     def parquet(self, dataset: str, day: str) -> Path:
         return self.day_dir(dataset, day) / f"spx-{dataset}-{day}.parquet"

@@ -6,6 +6,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from spx_data.config import DEFAULTS
 from spx_data.errors import FatalRequestError, PermissionDenied, RetriesExhausted
 
 NO_DATA = 472
@@ -13,6 +14,7 @@ LARGE_REQUEST = 570
 DISCONNECTED = 474
 SERVER_STARTING = 571
 TRANSIENT_CODES = frozenset({429, 500, 470, 572})
+_CONFIGURED = DEFAULTS["retry"]  # the defaults of config/config.schema.yaml's `retry` keys
 
 # Fatal codes: the fix the operator has to make.
 FIXES: dict[int, str] = {
@@ -27,15 +29,19 @@ FIXES: dict[int, str] = {
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_attempts: int = 8  # per request, for transient failures
-    base_delay: float = 0.5  # full-jitter backoff: sleep U(0, min(max_delay, base * 2**n))
-    max_delay: float = 30.0
-    max_total_seconds: float = 900.0  # per public call, all retries and waits included
-    connect_timeout: float = 5.0
-    read_timeout: float = 120.0
-    disconnected_max_wait: float = 300.0  # 474: poll mdds/status until CONNECTED, at most this long
+    max_attempts: int = _CONFIGURED["max_attempts"]  # per request, for transient failures
+    # full-jitter backoff: sleep U(0, min(max_delay, base * 2**n))
+    base_delay: float = _CONFIGURED["base_delay"]
+    max_delay: float = _CONFIGURED["max_delay"]
+    # per public call, all retries and waits included
+    max_total_seconds: float = _CONFIGURED["max_total_seconds"]
+    connect_timeout: float = _CONFIGURED["connect_timeout"]
+    read_timeout: float = _CONFIGURED["read_timeout"]
+    # 474: poll mdds/status until CONNECTED, at most this long
+    disconnected_max_wait: float = _CONFIGURED["disconnected_max_wait"]
     disconnected_poll: float = 1.0
-    starting_wait: tuple[float, float] = (30.0, 120.0)  # 571: wait U(lo, hi) then retry
+    # 571: wait U(lo, hi) then retry
+    starting_wait: tuple[float, float] = (_CONFIGURED["starting_wait_min"], _CONFIGURED["starting_wait_max"])
     bad_response_attempts: int = 3  # a 200 body that fails validation (wrong rows, garbage): re-asked
 
     def backoff(self, retry: int, rng: random.Random) -> float:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spx_data import datasets
+from spx_data import atomic, datasets
 from spx_data.calendar import session_on
 from spx_data.config import Config
 
@@ -22,16 +21,12 @@ class Problem:
     problem: str
 
 
-def _archived_days(cfg: Config, dataset: str) -> list[str]:
-    root = cfg.archive / dataset
-    if not root.is_dir():
-        return []
-    return sorted(p.name.removeprefix("date=") for p in root.iterdir() if p.name.startswith("date="))
-
-
 def count_archived(cfg: Config) -> int:
     return sum(
-        1 for ds in cfg.datasets for day in _archived_days(cfg, ds) if cfg.layout.parquet(ds, day).exists()
+        1
+        for ds in cfg.datasets
+        for day in cfg.layout.archived_days(ds)
+        if cfg.layout.parquet(ds, day).exists()
     )
 
 
@@ -43,7 +38,7 @@ def verify_archive(cfg: Config, ledger: Any) -> list[Problem]:
     problems: list[Problem] = []
     for ds in cfg.datasets:
         dataset = datasets.get(ds)
-        for day in _archived_days(cfg, ds):
+        for day in cfg.layout.archived_days(ds):
             parquet, sidecar = cfg.layout.parquet(ds, day), cfg.layout.sidecar(ds, day)
             folder = parquet.parent
             for stray in folder.glob(".*.tmp"):
@@ -74,17 +69,14 @@ def quarantine(cfg: Config, dataset: str, day: str, reason: str) -> Path:
     """Move a day's files (parquet, sidecar, temp leftovers) under <work>/quarantine/<stamp>/."""
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
     folder = cfg.layout.day_dir(dataset, day)
-    dest = cfg.layout.quarantine() / stamp / dataset / f"date={day}"
+    dest = cfg.layout.quarantine() / stamp / folder.relative_to(cfg.archive)
     dest.mkdir(parents=True, exist_ok=True)
     if folder.is_dir():
         # The sidecar goes first: a day without a sidecar is a gap, never a finished day.
-        for path in sorted(folder.iterdir(), key=lambda p: not p.name.endswith(".sha256")):
+        sidecar = cfg.layout.sidecar(dataset, day)
+        for path in sorted(folder.iterdir(), key=lambda p: p != sidecar):
             shutil.move(str(path), dest / path.name)
         folder.rmdir()
     (dest / "REASON").write_text(reason + "\n")
-    fd = os.open(dest, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    atomic.fsync_dir(dest)
     return dest

@@ -1,0 +1,44 @@
+"""estimate: requests, rows, disk and time of missing targets, from cached listings and the ledger."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from spx_data import config, estimate, listing
+from spx_data.ledger import Ledger, bytes_per_row
+
+NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
+DAY, EARLY = "2024-11-27", "2024-11-29"  # a regular session (391 1m bars) and an early close (226)
+
+
+def cfg(tmp_path: Path, **overrides: object) -> config.Config:
+    raw = {"start_date": DAY, "end_date": EARLY, "datasets": ["quote"], "api_concurrency": 2, **overrides}
+    return config.load(raw, base=tmp_path, today=NOW)
+
+
+def test_without_listings_or_ledger_the_typical_day_is_assumed(tmp_path: Path) -> None:
+    c = cfg(tmp_path)
+    got = estimate.estimate(c, [("quote", DAY)])
+    rows = estimate.TYPICAL_CONTRACTS * 391
+    assert (got.targets, got.requests, got.rows) == (1, estimate.TYPICAL_EXPIRATIONS, rows)
+    assert got.disk_bytes == round(rows * (estimate.PARQUET_BYTES_PER_ROW + estimate.NDJSON_BYTES_PER_ROW))
+    assert got.seconds == estimate.TYPICAL_EXPIRATIONS * estimate.SECONDS_PER_REQUEST["default"] / 2
+
+
+def test_cached_listings_and_archived_bytes_per_row_are_used(tmp_path: Path) -> None:
+    c = cfg(tmp_path, symbols=["SPXW"])
+    found = listing.Listing(DAY, False, (("SPX", "2024-12-20", 500), ("SPXW", "2024-11-27", 100)))
+    listing.write(c.layout.listing(DAY), found)
+    with Ledger(c.ledger) as led:
+        led.set_status("quote", "2024-11-26", "success", rows=1000, bytes=5000)
+        led.set_status("quote", "2024-11-25", "failed", rows=1000, bytes=99_000)  # not counted
+    got = estimate.estimate(c, [("quote", DAY), ("quote", EARLY)])
+    # DAY: its own listing (SPXW only: 1 expiration, 100 contracts); EARLY: the mean of the cached ones
+    assert got.requests == 2 and got.rows == 100 * 391 + 100 * 226
+    ndjson_peak = (100 * 391 + 100 * 226) * estimate.NDJSON_BYTES_PER_ROW  # both days fit in flight
+    assert got.disk_bytes == round((100 * 391 + 100 * 226) * 5.0 + ndjson_peak)
+
+
+def test_bytes_per_row_reads_without_creating_a_ledger(tmp_path: Path) -> None:
+    assert bytes_per_row(tmp_path / "none.sqlite") == {} and not (tmp_path / "none.sqlite").exists()
