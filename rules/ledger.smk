@@ -1,5 +1,15 @@
 # The record step: jobs leave outcome events on disk; the ledger mirrors them at the start and end of
-# every run (success or error), so cluster nodes never write SQLite over a network filesystem.
+# every run (success or error), so cluster nodes never write SQLite over a network filesystem. The end
+# of a run also redraws the HTML report beside the ledger (spx-data report).
+
+
+def refresh_report() -> None:
+    from pathlib import Path
+
+    from spx_data import html_report
+
+    configfiles = workflow.overwrite_configfiles
+    html_report.refresh(CFG, config_file=Path(configfiles[-1]) if configfiles else None)
 
 
 onstart:
@@ -12,7 +22,9 @@ onstart:
 
 onsuccess:
     mirror_ledger(True)
+    refresh_report()
 
 
 onerror:
     mirror_ledger(False)
+    refresh_report()

@@ -224,7 +224,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, overrides: dict[str, Any], targets: Sequence[str] = ()) -> int:
     """Preflight, then plain Snakemake with the project profile; 0 only if every planned day ended well."""
-    from spx_data import estimate, plan, runner
+    from spx_data import estimate, html_report, plan, runner
 
     raw = _raw_config(args)
     for key, value in overrides.items():
@@ -268,7 +268,9 @@ def _run(args: argparse.Namespace, overrides: dict[str, Any], targets: Sequence[
     )
     progress = runner.Progress(set(pairs))
     log = cfg.work / "logs" / f"snakemake-{dt.datetime.now():%Y%m%dT%H%M%S}.log"
-    code = runner.run_snakemake(cmd, project, cfg.layout.outcomes(), progress, log)
+    live = html_report.LiveReport(cfg, progress, args.config_file)
+    print(f"report (refreshed while running): {html_report.default_path(cfg)}")
+    code = runner.run_snakemake(cmd, project, cfg.layout.outcomes(), progress, log, tick=live)
     with _ledger(cfg) as ledger:
         rows = {p: ledger.day(*p) for p in pairs}
     states = {p: (row.status if row else "missing") for p, row in rows.items()}
@@ -282,6 +284,8 @@ def _run(args: argparse.Namespace, overrides: dict[str, Any], targets: Sequence[
     )
     for ds, day in bad:
         print(f"not archived: {ds} {day} ({states[(ds, day)]})")
+    if report := html_report.refresh(cfg, config_file=args.config_file):
+        print(f"report: {report}")
     if code != 0 and not bad:
         print(f"snakemake exited {code}; see {log}")
         return FAILED
@@ -413,6 +417,18 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     return OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from spx_data import html_report
+
+    if args.output is not None and args.output.is_dir():
+        raise Exit(USAGE, f"--output {args.output}: is a folder; give a file name such as report.html")
+    cfg = _config(args)
+    with _ledger(cfg):  # mirror pending outcome events first, as every reader does
+        pass
+    print(html_report.write(cfg, args.output, config_file=args.config_file))
+    return OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from spx_data import demo
 
@@ -487,6 +503,10 @@ def build_parser() -> argparse.ArgumentParser:
     le = sub.add_parser("ledger", parents=[common], help="mirror outcomes now, or rebuild from the archive")
     le.add_argument("action", choices=["sync", "rebuild"])
     le.set_defaults(func=cmd_ledger)
+
+    rp = sub.add_parser("report", parents=[common], help="write the HTML report page; prints its path")
+    rp.add_argument("--output", type=Path, help="default: report.html beside the ledger")
+    rp.set_defaults(func=cmd_report)
 
     sub.add_parser("sim", help="start the terminal simulator (spx-data sim --help)", add_help=False)
 
