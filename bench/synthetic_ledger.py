@@ -171,8 +171,10 @@ def _write(cfg: config.Config, tables: dict[str, list[tuple[object, ...]]], rng:
             "CREATE TABLE quality (dataset TEXT, day TEXT, metric TEXT, value REAL, threshold REAL,"
             " flag INTEGER)"
         )
-        success = [(r[0], r[1]) for r in tables["days"] if r[2] == "success"]
-        flagged = rng.sample(success, max(1, len(success) // 150))
+        flagged = []
+        for ds in DATASETS:
+            success = [(r[0], r[1]) for r in tables["days"] if r[2] == "success" and r[0] == ds]
+            flagged += rng.sample(success, max(1, len(success) // 150))
         db.executemany("INSERT INTO quality VALUES (?, ?, 'contracts_vs_median', 0.48, 0.6, 1)", flagged)
     for ds, day, status, size in ((r[0], r[1], r[2], r[5]) for r in tables["days"]):
         if status in ("success", "no_data"):
