@@ -3,15 +3,6 @@
 # of a run also redraws the HTML report beside the ledger (spx-data report).
 
 
-def refresh_report() -> None:
-    from pathlib import Path
-
-    from spx_data import html_report
-
-    configfiles = workflow.overwrite_configfiles
-    html_report.refresh(CFG, config_file=Path(configfiles[-1]) if configfiles else None)
-
-
 onstart:
     outcomes.write_event(
         LAYOUT.outcomes(), "run_start", pid=os.getpid(), host=socket.gethostname(),
@@ -28,3 +19,20 @@ onsuccess:
 onerror:
     mirror_ledger(False)
     refresh_report()
+
+
+# The report page's charts as Snakemake report items; not part of `all`, so asked for by name:
+#   snakemake --no-hooks --cores 1 report_figures && snakemake --report report.zip report_figures
+rule report_figures:
+    output:
+        report(
+            directory(str(CFG.ledger.with_name("report-figures"))),
+            patterns=["{name}.svg"],
+            caption="../report/figures.rst",
+            category="spx-data",
+        ),
+    log:
+        LOGS / "report_figures.log",
+    localrule: True
+    run:
+        draw_report_figures(output[0], log[0])

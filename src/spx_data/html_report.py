@@ -114,6 +114,7 @@ def read(cfg: Config) -> Data:
             "SELECT at, coalesce(seconds, 0) FROM requests WHERE run_id IS ? AND at IS NOT NULL", (last_run,)
         ).fetchall()
         version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    _add_run_numbers(runs)
     return Data(
         days, flagged, runs, by_code, retries, latencies, (last_run, timeline),
         version[0] if version else "?", _listings(cfg, {day for _, day in days}),
@@ -193,6 +194,10 @@ def heatmap_svg(days: Sequence[str], classes: dict[str, dict[str, str]]) -> str:
     dates = [dt.date.fromisoformat(d) for d in days]
     years = sorted({d.year for d in dates}) or [dt.date.today().year]
     row = {y: i for i, y in enumerate(years)}
+    # A short range within one year shows its own quarter or more, not a year of empty columns.
+    cols = [_column(d) for d in dates] or [0]
+    first = 0 if len(years) > 1 else max(0, min(cols) - 2)
+    last = 265 if len(years) > 1 else min(265, max(max(cols) + 3, first + 65))
     # Fixed margins in inches (tight_layout would draw everything twice): title, rows, month labels.
     block = 0.35 + 0.2 * len(years) + 0.25
     height = 0.45 + block * len(classes)
@@ -213,12 +218,14 @@ def heatmap_svg(days: Sequence[str], classes: dict[str, dict[str, str]]) -> str:
             codes = [MPath.MOVETO, *[MPath.LINETO] * 3, MPath.CLOSEPOLY] * len(spans)
             ax.add_patch(PathPatch(MPath(verts, codes), facecolor=COVERAGE[c], lw=0))
         # Thin white lines between columns make single cells visible inside merged runs.
-        ax.vlines(range(1, 266), -0.1, len(years), colors="white", lw=0.35)
-        ax.set_xlim(0, 265)
+        ax.vlines(range(first + 1, last), -0.1, len(years), colors="white", lw=0.35)
+        ax.set_xlim(first, last)
         ax.set_ylim(len(years) - 0.1, -0.1)
         ax.set_yticks([i + 0.4 for i in range(len(years))], [str(y) for y in years])
-        ax.set_xticks([_column(dt.date(2025, m, 1)) for m in range(1, 13)],
-                      [dt.date(2025, m, 1).strftime("%b") for m in range(1, 13)])  # fmt: skip
+        months = [
+            (_column(dt.date(years[0], m, 1)), dt.date(2025, m, 1).strftime("%b")) for m in range(1, 13)
+        ]
+        ax.set_xticks(*zip(*[(c, name) for c, name in months if first <= c <= last], strict=True))
         ax.tick_params(length=0)
         ax.spines[:].set_visible(False)
         total = Counter(cls.values())
@@ -251,7 +258,7 @@ def _series_axes(ax: Any, x: Sequence[dt.date], series: dict[str, list[float]], 
         ax.legend(frameon=False, loc="upper left", fontsize=8)
 
 
-def shape_svg(cfg: Config, data: Data, names: Sequence[str]) -> str | None:
+def shape_svg(data: Data, names: Sequence[str]) -> str | None:
     days = sorted({d for (_, d), r in data.days.items() if r[2] == "success"})
     if not days:
         return None
@@ -281,21 +288,25 @@ _THREE = {"left": 0.05, "right": 0.99, "top": 0.88, "bottom": 0.2, "wspace": 0.2
 
 
 def runs_svg(runs: Sequence[dict[str, Any]]) -> str | None:
-    if not runs:
+    shown = [r for r in runs if r["seconds"]][-200:]  # finished runs
+    if not shown:
         return None
     plt = _pyplot()
-    shown = list(runs)[-200:]
+    from matplotlib.ticker import MaxNLocator
+
     idx = list(range(len(shown)))
     fig, axes = plt.subplots(1, 3, figsize=(13, 2.8), gridspec_kw=_THREE)
     per_min = [r["rows_per_min"] / 1e6 for r in shown]
     axes[0].bar(idx, per_min, color="#2e9d4e")
     axes[0].set_title("throughput (million rows/min)")
-    axes[1].bar(idx, [(r["seconds"] or 0) / 60 for r in shown], color="#3b82c4")
+    axes[1].bar(idx, [r["seconds"] / 60 for r in shown], color="#3b82c4")
     axes[1].set_title("duration (min)")
     axes[2].bar(idx, [r["failed"] for r in shown], color="#d7301f")
     axes[2].set_title("failed day-files")
     for ax in axes:
-        ax.set_xlabel(f"run (oldest → newest, last {len(shown)})")
+        ax.set_xlabel(f"finished run (oldest → newest, last {len(shown)})")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(-0.6, max(len(shown), 10) - 0.4)  # a few runs keep bars of a readable width
         ax.grid(axis="y", lw=0.3)
     return _svg(fig, "runs")
 
@@ -362,17 +373,16 @@ def in_flight(timeline: Sequence[tuple[str, float]], bins: int = 200) -> tuple[l
 
 def render(cfg: Config, *, live: Live | None = None, config_file: Path | None = None) -> str:
     data = read(cfg)
-    _add_run_numbers(data.runs)
     days, classes = coverage(cfg, data, live)
-    names = list(classes)
+    figs = figures(cfg, data, days, classes)
     pairs = plan.build(cfg).pairs()
     generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     sections = [
-        _coverage_section(days, classes),
-        _shape_section(cfg, data, names),
-        _runs_section(data, live),
+        _coverage_section(days, classes, figs["coverage"]),
+        _shape_section(data, list(classes), figs["shape"]),
+        _runs_section(data, live, figs["runs"]),
         _failures_section(data, config_file),
-        _terminal_section(cfg, data),
+        _terminal_section(data, figs["terminal"]),
         _disk_section(cfg, data, pairs),
         _provenance_section(cfg, data, config_file),
     ]
@@ -382,6 +392,30 @@ def render(cfg: Config, *, live: Live | None = None, config_file: Path | None = 
         refresh=refresh, css=_CSS, title=html.escape(f"spx-data report: {cfg.start} .. {cfg.end}"),
         generated=generated, state=state, live="1" if live else "0", body="\n".join(sections),
     )  # fmt: skip
+
+
+def figures(
+    cfg: Config, data: Data, days: Sequence[str], classes: dict[str, dict[str, str]]
+) -> dict[str, str | None]:
+    """name -> inline SVG (None when there is nothing to draw yet); the page's and Snakemake's."""
+    return {
+        "coverage": heatmap_svg(days, classes),
+        "shape": shape_svg(data, list(classes)),
+        "runs": runs_svg(data.runs),
+        "terminal": terminal_svg(data, cfg.api_concurrency),
+    }
+
+
+def write_figures(cfg: Config, folder: Path) -> list[Path]:
+    """The page's charts as standalone SVG files, for Snakemake's `--report` (rule report_figures)."""
+    data = read(cfg)
+    days, classes = coverage(cfg, data, None)
+    written = []
+    for name, svg in figures(cfg, data, days, classes).items():
+        if svg is not None:
+            atomic.write_bytes(folder / f"{name}.svg", svg.encode())
+            written.append(folder / f"{name}.svg")
+    return written
 
 
 def write(
@@ -413,7 +447,7 @@ class LiveReport:
 
     def __call__(self) -> None:
         now = time.monotonic()
-        if now < self._next:
+        if now < self._next or not self._cfg.ledger.exists():  # Snakemake's onstart creates the ledger
             return
         try:
             p = self._progress
@@ -461,7 +495,7 @@ def _table(head: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "") ->
     return f'<table class="{cls}"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def _coverage_section(days: Sequence[str], classes: dict[str, dict[str, str]]) -> str:
+def _coverage_section(days: Sequence[str], classes: dict[str, dict[str, str]], svg: str | None) -> str:
     rows = []
     for ds, cls in classes.items():
         total = Counter(cls.values())
@@ -471,12 +505,11 @@ def _coverage_section(days: Sequence[str], classes: dict[str, dict[str, str]]) -
     table = _table([*head, "sessions"], rows, "num")
     return _section(
         "coverage", "Coverage", "Which sessions are archived, and which are not?",
-        table + f'<div class="fig">{heatmap_svg(days, classes)}</div>',
+        table + f'<div class="fig">{svg}</div>',
     )  # fmt: skip
 
 
-def _shape_section(cfg: Config, data: Data, names: Sequence[str]) -> str:
-    svg = shape_svg(cfg, data, names)
+def _shape_section(data: Data, names: Sequence[str], svg: str | None) -> str:
     rows = []
     for ds in names:
         ok = [r for (d, _), r in data.days.items() if d == ds and r[2] == "success"]
@@ -494,7 +527,7 @@ def _shape_section(cfg: Config, data: Data, names: Sequence[str]) -> str:
                     table + fig)  # fmt: skip
 
 
-def _runs_section(data: Data, live: Live | None) -> str:
+def _runs_section(data: Data, live: Live | None, svg: str | None) -> str:
     now = ""
     if live:
         n = len(live.done)
@@ -505,7 +538,9 @@ def _runs_section(data: Data, live: Live | None) -> str:
             f'<div class="live"><b>Run in progress:</b> {_num("live-done", n)} of '
             f"{_num('live-planned', live.planned)} day-files done, {_num('live-failed', failed)} failed, "
             f"{live.rows:,} rows, elapsed {live.elapsed_s / 60:,.1f} min, ETA {eta}"
-            f'<div class="bar"><div style="width:{pct:.1f}%"></div></div></div>'
+            f'<div class="bar"><div style="width:{pct:.1f}%"></div></div>'
+            "<small>Coverage follows this run; the other sections show the ledger as the run found it, "
+            "until it ends.</small></div>"
         )
     rows = [
         [
@@ -517,11 +552,10 @@ def _runs_section(data: Data, live: Live | None) -> str:
         for r in reversed(data.runs[-RUNS_SHOWN:])
     ]  # fmt: skip
     head = ["run", "started (UTC)", "status", "planned", "archived", "failed", "rows", "minutes", "rows/min"]
-    svg = runs_svg(data.runs)
-    body = now + (
-        f'<div class="fig">{svg}</div>' + _table(head, rows, "num")
+    body = now + (f'<div class="fig">{svg}</div>' if svg else "") + (
+        _table(head, rows, "num")
         + f"<p>{_num('runs-total', len(data.runs))} runs in the ledger; the {RUNS_SHOWN} newest above.</p>"
-        if svg else "<p>No run yet.</p>"
+        if data.runs else "<p>No run yet.</p>"
     )  # fmt: skip
     return _section("runs", "Runs", "How fast is the archive filling, and how often do runs fail?", body)
 
@@ -557,7 +591,7 @@ def _failures_section(data: Data, config_file: Path | None) -> str:
     return _section("failures", "Failures now", "What is failing, why, and how do I retry it?", body)
 
 
-def _terminal_section(cfg: Config, data: Data) -> str:
+def _terminal_section(data: Data, svg: str | None) -> str:
     import numpy as np
 
     total = sum(n for *_, n in data.requests_by_code)
@@ -576,7 +610,6 @@ def _terminal_section(cfg: Config, data: Data) -> str:
         f"p90 {_num('lat-p90', round(pct[90], 3), f'{pct[90]:.2f} s')}, "
         f"p99 {_num('lat-p99', round(pct[99], 3), f'{pct[99]:.2f} s')}.</p>"
     )
-    svg = terminal_svg(data, cfg.api_concurrency)
     body = summary + (f'<div class="fig">{svg}</div>' if svg else "") + table
     return _section(
         "terminal", "Terminal", "How is the terminal answering, and are the API slots full?", body
@@ -641,7 +674,8 @@ table{border-collapse:collapse;margin:6px 0;font-size:13px}
 th,td{border-bottom:1px solid #e3e6ea;padding:3px 10px;text-align:left;vertical-align:top}
 th{background:#f5f6f8}table.num td+td{text-align:right;font-variant-numeric:tabular-nums}
 th i{display:inline-block;width:10px;height:10px;margin-right:4px;border-radius:2px}
-table.fail td:nth-child(3){max-width:460px;overflow-wrap:anywhere}
+table.fail{width:100%}table.fail td:nth-child(2),table.fail td:nth-child(5){white-space:nowrap}
+table.fail td:nth-child(3){max-width:420px;overflow-wrap:anywhere}
 code{font:12px ui-monospace,Menlo,Consolas,monospace;background:#f3f4f6;padding:1px 4px;border-radius:3px}
 .fig svg{width:100%;height:auto}
 .live{background:#eaf3fb;border:1px solid #3b82c4;border-radius:6px;padding:8px 12px;margin:6px 0}
