@@ -176,6 +176,7 @@ def test_live_page_reloads_itself_and_the_final_one_does_not(synthetic: Path) ->
 
 def test_report_output_must_be_a_file(synthetic: Path) -> None:
     project = Project(synthetic, "http://127.0.0.1:9")
+    assert "usage: spx-data report" in project.cli("report", "--help", check=True).stdout
     proc = project.cli("report", "--config-file", str(project.config_file), "--output", str(synthetic))
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"--output {synthetic}: is a folder; give a file name such as report.html"

@@ -12,7 +12,6 @@ import html
 import io
 import logging
 import re
-import shutil
 import sqlite3
 import time
 from collections import Counter
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from spx_data import __version__, atomic, datasets, estimate, listing, plan
+from spx_data.cli import _free_bytes, _human_bytes  # the CLI's own units and disk probe, shared
 from spx_data.config import DEFAULT_CONFIG, Config
 from spx_data.ledger import SCHEMA_VERSION
 
@@ -477,14 +477,6 @@ def _num(ident: str, value: float | int, text: str | None = None) -> str:
     return f'<span id="{ident}" data-value="{value}">{html.escape(shown)}</span>'
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError  # pragma: no cover
-
-
 def _section(ident: str, title: str, question: str, body: str) -> str:
     return f'<section id="{ident}"><h2>{title}</h2><p class="q">{html.escape(question)}</p>{body}</section>'
 
@@ -622,17 +614,15 @@ def _slug(text: str) -> str:
 
 def _disk_section(cfg: Config, data: Data, pairs: list[tuple[str, str]]) -> str:
     archived = sum(r[5] or 0 for r in data.days.values() if r[2] in ("success", "no_data"))
-    probe = cfg.archive
-    while not probe.exists():
-        probe = probe.parent
-    free = shutil.disk_usage(probe).free
+    free = _free_bytes(cfg.archive)
     need = estimate.estimate(cfg, pairs).disk_bytes if pairs else 0
     verdict = "enough" if free >= need else "NOT enough"
     body = (
-        f"<p>Archive {_num('disk-archive', archived, _human(archived))} (ledger: bytes of every archived "
-        f"day-file); free {_num('disk-free', free, _human(free))} at {html.escape(str(probe))}; the "
+        f"<p>Archive {_num('disk-archive', archived, _human_bytes(archived))} (ledger: bytes of every "
+        f"archived day-file); free {_num('disk-free', free, _human_bytes(free))} at "
+        f"{html.escape(str(cfg.archive))}; the "
         f"{_num('gaps-total', len(pairs))} remaining day-files need about "
-        f"{_num('disk-need', need, _human(need))}: <b>{verdict}</b>.</p>"
+        f"{_num('disk-need', need, _human_bytes(need))}: <b>{verdict}</b>.</p>"
     )
     return _section("disk", "Disk", "Will the rest of the archive fit?", body)
 
