@@ -5,6 +5,7 @@ synthetic ledger of bench/synthetic_ledger.py (with failures and quality flags).
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import sqlite3
 import sys
@@ -180,3 +181,20 @@ def test_report_output_must_be_a_file(synthetic: Path) -> None:
     proc = project.cli("report", "--config-file", str(project.config_file), "--output", str(synthetic))
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"--output {synthetic}: is a folder; give a file name such as report.html"
+
+
+def test_requests_in_flight_equal_a_brute_force_count() -> None:
+    rng = np.random.default_rng(3)
+    base = dt.datetime(2026, 1, 2, 15, tzinfo=dt.UTC)
+    starts, took = rng.uniform(0, 100, 300), rng.exponential(4, 300)
+    timeline = [
+        ((base + dt.timedelta(seconds=s + d)).isoformat(), d) for s, d in zip(starts, took, strict=True)
+    ]
+    minutes, busy = html_report.in_flight(timeline, bins=10)
+    t0 = starts.min()
+    for m, b in zip(minutes, busy, strict=True):
+        width = (max(starts + took) - t0) / 10
+        mid = t0 + m * 60
+        samples = np.linspace(mid - width / 2, mid + width / 2, 20_001)
+        count = ((starts[:, None] <= samples) & (samples < (starts + took)[:, None])).sum(axis=0)
+        assert b == pytest.approx(count.mean(), rel=1e-3, abs=1e-3)

@@ -16,7 +16,8 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,8 +33,8 @@ log = logging.getLogger(__name__)
 
 FILE_NAME = "report.html"
 LIVE_REFRESH_S = 5  # how often an open tab reloads, and the shortest gap between two live writes
-FAILURES_SHOWN = 200
-RUNS_SHOWN = 12  # rows of the failures table; the rest are one `retry --all-failed` away
+FAILURES_SHOWN = 200  # rows of the failures table; the rest are one `retry --all-failed` away
+RUNS_SHOWN = 12  # rows of the runs table (the chart has up to 200)
 
 # Coverage classes, in legend order. "flagged" is an archived day the quality checks flagged.
 COVERAGE = {
@@ -77,7 +78,7 @@ class Data:
     latencies: list[float]
     last_run_requests: tuple[str | None, list[tuple[str, float]]]  # run_id, [(finished at, seconds)]
     schema_version: str
-    listings: dict[str, tuple[int, int]] = field(default_factory=dict)  # day -> (expirations, contracts)
+    listings: dict[str, tuple[int, int]]  # day -> (expirations, contracts)
 
 
 _DAY_FIELDS = "dataset, day, status, attempts, rows, bytes, seconds, error_class, last_error, updated"
@@ -85,7 +86,7 @@ _DAY_FIELDS = "dataset, day, status, attempts, rows, bytes, seconds, error_class
 
 def read(cfg: Config) -> Data:
     """Everything the page shows, in a few queries (a 2,500-session ledger answers in well under 1 s)."""
-    with sqlite3.connect(f"file:{cfg.ledger}?mode=ro", uri=True) as db:
+    with closing(sqlite3.connect(f"file:{cfg.ledger}?mode=ro", uri=True)) as db:
         days = {(r[0], r[1]): r for r in db.execute(f"SELECT {_DAY_FIELDS} FROM days")}
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         # The quality checks (issue 13) keep one row per (dataset, day, metric) with a flag column.
@@ -357,15 +358,20 @@ def in_flight(timeline: Sequence[tuple[str, float]], bins: int = 200) -> tuple[l
     start = end - np.array([s for _, s in timeline], dtype=float)
     t0, t1 = start.min(), max(end.max(), start.min() + 1e-3)
     edges = np.linspace(t0, t1, bins + 1)
-    width = edges[1] - edges[0]
-    busy = np.zeros(bins)
-    # Overlap of each request with each bin, summed: exact mean concurrency per bin.
-    for s, e in zip(start, end, strict=True):
-        lo, hi = np.searchsorted(edges, s, "right") - 1, np.searchsorted(edges, e, "left")
-        for b in range(max(lo, 0), min(hi, bins)):
-            busy[b] += min(e, edges[b + 1]) - max(s, edges[b])
+
+    def busy_before(x: Any) -> Any:
+        """Request-seconds spent before each x: the sum of (x - start) over started requests minus
+        the sum of (x - end) over finished ones, from sorted times and their running sums."""
+        total = np.zeros_like(x)
+        for times, sign in ((np.sort(start), 1), (np.sort(end), -1)):
+            sums = np.concatenate(([0.0], np.cumsum(times)))
+            n = np.searchsorted(times, x, "right")
+            total += sign * (n * x - sums[n])
+        return total
+
+    busy = np.diff(busy_before(edges)) / (edges[1] - edges[0])
     mids = ((edges[:-1] + edges[1:]) / 2 - t0) / 60
-    return mids.tolist(), (busy / width).tolist()
+    return mids.tolist(), busy.tolist()
 
 
 # ---------------------------------------------------------------- page
