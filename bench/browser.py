@@ -42,11 +42,15 @@ def load(page: Path) -> tuple[str, list[str]]:
     return proc.stdout, _CONSOLE.findall(proc.stderr)
 
 
-def screenshot(page: Path, png: Path, width: int = 1400, height: int = 4000) -> None:
-    """A PNG of the top `height` pixels, reduced to a 256-colour palette (charts need no more)."""
+def screenshot(
+    page: Path, png: Path, width: int = 1400, height: int = 4000, max_bytes: int = 450_000
+) -> None:
+    """A PNG of the top `height` pixels; above `max_bytes`, reduced to a 256-colour palette."""
     from PIL import Image
 
     _run(page, f"--screenshot={png.resolve()}", f"--window-size={width},{height}")
     with Image.open(png) as im:
-        small = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
-    small.save(png, optimize=True)
+        rgb = im.convert("RGB")
+    rgb.save(png, optimize=True)
+    if png.stat().st_size > max_bytes:
+        rgb.quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(png, optimize=True)
