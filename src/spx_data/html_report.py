@@ -602,13 +602,14 @@ def _terminal_section(data: Data, svg: str | None) -> str:
         ["status code (outcome)", "requests"],
         [[html.escape(k), _num(f"req-{_slug(k)}", v)] for k, v in codes.most_common()], "num",
     )  # fmt: skip
+    shown = {q: f"{v:.2f} s" if lat.size else "–" for q, v in pct.items()}
     summary = (
         f"<p>{_num('req-total', total)} requests, {_num('req-retries', data.retries)} retries; latency "
-        f"p50 {_num('lat-p50', round(pct[50], 3), f'{pct[50]:.2f} s')}, "
-        f"p90 {_num('lat-p90', round(pct[90], 3), f'{pct[90]:.2f} s')}, "
-        f"p99 {_num('lat-p99', round(pct[99], 3), f'{pct[99]:.2f} s')}.</p>"
+        f"p50 {_num('lat-p50', round(pct[50], 3), shown[50])}, "
+        f"p90 {_num('lat-p90', round(pct[90], 3), shown[90])}, "
+        f"p99 {_num('lat-p99', round(pct[99], 3), shown[99])}.</p>"
     )
-    body = summary + (f'<div class="fig">{svg}</div>' if svg else "") + table
+    body = summary + (f'<div class="fig">{svg}</div>' if svg else "") + table if total else summary
     return _section(
         "terminal", "Terminal", "How is the terminal answering, and are the API slots full?", body
     )
@@ -642,7 +643,7 @@ def _provenance_section(cfg: Config, data: Data, config_file: Path | None) -> st
             libs.append(f"{name} {version(name)}")
         except PackageNotFoundError:
             libs.append(f"{name} (not installed)")
-    endpoints = ", ".join(f"{ds} → /v3/{datasets.get(ds).endpoint}" for ds in cfg.datasets)
+    endpoints = ", ".join(f"{ds} → /v3/{datasets.get(ds).endpoint.lstrip('/')}" for ds in cfg.datasets)
     rows = [
         ["spx-data", html.escape(__version__)],
         ["ledger schema", f"{html.escape(data.schema_version)} (this spx-data knows {SCHEMA_VERSION})"],
