@@ -103,3 +103,18 @@ def mirror_ledger(ok: bool | None) -> None:
         outcomes.write_event(LAYOUT.outcomes(), "run_end", ok=ok)
     with Ledger(CFG.ledger) as ledger:
         ledger.refresh(LAYOUT.outcomes())
+
+
+def refresh_report() -> None:
+    """Redraw report.html beside the ledger (the end of every run); never fails the run."""
+    from spx_data import html_report
+
+    configfiles = workflow.overwrite_configfiles
+    html_report.refresh(CFG, config_file=Path(configfiles[-1]) if configfiles else None)
+
+
+def draw_report_figures(folder: str, log: str) -> None:
+    from spx_data import html_report
+
+    written = html_report.write_figures(CFG, Path(folder))
+    Path(log).write_text("".join(f"{p}\n" for p in written))

@@ -1,5 +1,6 @@
 # The record step: jobs leave outcome events on disk; the ledger mirrors them at the start and end of
-# every run (success or error), so cluster nodes never write SQLite over a network filesystem.
+# every run (success or error), so cluster nodes never write SQLite over a network filesystem. The end
+# of a run also redraws the HTML report beside the ledger (spx-data report).
 
 
 onstart:
@@ -16,7 +17,26 @@ onstart:
 
 onsuccess:
     mirror_ledger(True)
+    refresh_report()
 
 
 onerror:
     mirror_ledger(False)
+    refresh_report()
+
+
+# The report page's charts as Snakemake report items; not part of `all`, so asked for by name:
+#   snakemake --no-hooks --cores 1 report_figures && snakemake --report report.zip report_figures
+rule report_figures:
+    output:
+        report(
+            directory(str(CFG.ledger.with_name("report-figures"))),
+            patterns=["{name}.svg"],
+            caption="../report/figures.rst",
+            category="spx-data",
+        ),
+    log:
+        LOGS / "report_figures.log",
+    localrule: True
+    run:
+        draw_report_figures(output[0], log[0])

@@ -23,6 +23,7 @@ from spx_data import __version__, outage
 from spx_data import config as config_mod
 from spx_data.errors import ConfigError, SpxDataError, TerminalUnreachable
 from spx_data.paths import free_bytes
+from spx_data.units import human_bytes
 from spx_data.validate import iso_date
 
 OK, FAILED, USAGE, UNREACHABLE, NO_DISK, BUSY = 0, 1, 2, 3, 4, 5
@@ -103,14 +104,6 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
     print(json.dumps(data, indent=1, default=str) if getattr(args, "json", False) else text)
 
 
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError  # pragma: no cover
-
-
 # ---------------------------------------------------------------- commands
 
 
@@ -150,7 +143,7 @@ def cmd_gaps(args: argparse.Namespace) -> int:
     est = data["estimate"]
     lines.append(
         f"estimate: {est['requests']:,} requests, {est['rows']:,} rows, "
-        f"{_human_bytes(est['disk_bytes'])} disk, {est['seconds'] / 3600:.1f} h"
+        f"{human_bytes(est['disk_bytes'])} disk, {est['seconds'] / 3600:.1f} h"
     )
     _emit(args, data, "\n".join(lines))
     return OK
@@ -167,7 +160,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     for ds, d in data["datasets"].items():
         counts = ", ".join(f"{k} {v}" for k, v in sorted(d["counts"].items())) or "nothing yet"
         lines.append(
-            f"{ds}: {counts}; {d['rows']:,} rows, {_human_bytes(d['archive_bytes'])}; newest {d['newest']}"
+            f"{ds}: {counts}; {d['rows']:,} rows, {human_bytes(d['archive_bytes'])}; newest {d['newest']}"
         )
     for run in data["runs"]:
         lines.append(
@@ -211,7 +204,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     data = [vars(r) if hasattr(r, "__dict__") else r._asdict() for r in rows]
     text = "\n".join(
         f"{r.dataset:<20} {r.day} {r.status:<10} attempts {r.attempts:>2}  rows {r.rows or 0:>11,}  "
-        f"{_human_bytes(r.bytes or 0):>9}  {r.seconds or 0:>7.1f} s"
+        f"{human_bytes(r.bytes or 0):>9}  {r.seconds or 0:>7.1f} s"
         + (f"  {r.error_class}: {r.last_error}" if r.status == "failed" else "")
         + (f"  ({r.note})" if r.note and r.status != "failed" else "")
         for r in rows
@@ -222,7 +215,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, overrides: dict[str, Any], targets: Sequence[str] = ()) -> int:
     """Preflight, then plain Snakemake with the project profile; 0 only if every planned day ended well."""
-    from spx_data import estimate, plan, runner
+    from spx_data import estimate, html_report, plan, runner
 
     raw = _raw_config(args)
     for key, value in overrides.items():
@@ -249,8 +242,8 @@ def _run(args: argparse.Namespace, overrides: dict[str, Any], targets: Sequence[
     if free < need and not args.ignore_disk:
         raise Exit(
             NO_DISK,
-            f"free disk {_human_bytes(free)} at {cfg.archive} is below the estimated need "
-            f"{_human_bytes(need)}"
+            f"free disk {human_bytes(free)} at {cfg.archive} is below the estimated need "
+            f"{human_bytes(need)}"
             " (free space or pass --ignore-disk)",
         )
     all_overrides = {**_snakemake_overrides(args), **overrides}
@@ -266,9 +259,11 @@ def _run(args: argparse.Namespace, overrides: dict[str, Any], targets: Sequence[
     )
     progress = runner.Progress(set(pairs))
     log = cfg.work / "logs" / f"snakemake-{dt.datetime.now():%Y%m%dT%H%M%S}.log"
+    live = html_report.LiveReport(cfg, progress, args.config_file)
+    print(f"report (refreshed while running): {html_report.default_path(cfg)}")
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     code = runner.run_snakemake(
-        cmd, project, cfg.layout.outcomes(), progress, log, run_id=run_id, work=cfg.work
+        cmd, project, cfg.layout.outcomes(), progress, log, run_id=run_id, work=cfg.work, tick=live
     )
     outage.check(cfg.work, run_id)  # the terminal went away for good: one line, exit 3
     with _ledger(cfg) as ledger:
@@ -284,6 +279,8 @@ def _run(args: argparse.Namespace, overrides: dict[str, Any], targets: Sequence[
     )
     for ds, day in bad:
         print(f"not archived: {ds} {day} ({states[(ds, day)]})")
+    if report := html_report.refresh(cfg, config_file=args.config_file):
+        print(f"report: {report}")
     if code != 0 and not bad:
         print(f"snakemake exited {code}; see {log}")
         return FAILED
@@ -426,6 +423,18 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     return OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from spx_data import html_report
+
+    if args.output is not None and args.output.is_dir():
+        raise Exit(USAGE, f"--output {args.output}: is a folder; give a file name such as report.html")
+    cfg = _config(args)
+    with _ledger(cfg):  # mirror pending outcome events first, as every reader does
+        pass
+    print(html_report.write(cfg, args.output, config_file=args.config_file))
+    return OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from spx_data import demo
 
@@ -504,6 +513,10 @@ def build_parser() -> argparse.ArgumentParser:
     le = sub.add_parser("ledger", parents=[common], help="mirror outcomes now, or rebuild from the archive")
     le.add_argument("action", choices=["sync", "rebuild"])
     le.set_defaults(func=cmd_ledger)
+
+    rp = sub.add_parser("report", parents=[common], help="write the HTML report page; prints its path")
+    rp.add_argument("--output", type=Path, help="default: report.html beside the ledger")
+    rp.set_defaults(func=cmd_report)
 
     sub.add_parser("sim", help="start the terminal simulator (spx-data sim --help)", add_help=False)
 

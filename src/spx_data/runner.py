@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -152,12 +152,17 @@ class Progress:
                 changed = True
         return changed
 
+    def eta_seconds(self) -> float | None:
+        """Time left at the pace so far; None before the first day-file is done."""
+        n = len(self.done)
+        return (time.monotonic() - self.started) / n * (len(self.planned) - n) if n else None
+
     def line(self) -> str:
         n, total = len(self.done), len(self.planned)
         elapsed = time.monotonic() - self.started
         rate = self.rows / elapsed if elapsed > 0 else 0.0
-        eta = (elapsed / n * (total - n)) if n else float("nan")
-        eta_text = f"{eta / 60:.1f} min" if n else "?"
+        eta = self.eta_seconds()
+        eta_text = f"{eta / 60:.1f} min" if eta is not None else "?"
         failed = sum(1 for s in self.done.values() if s == "failed")
         return (
             f"{n}/{total} day-files done, {failed} failed, {self.rows:,} rows, {rate:,.0f} rows/s, "
@@ -173,11 +178,13 @@ def _outage(event: dict[str, object]) -> bool:
 def run_snakemake(
     cmd: Sequence[str], directory: Path, outcomes_dir: Path, progress: Progress, log_path: Path,
     out: TextIO = sys.stderr, *, run_id: str | None = None, work: Path | None = None,
+    tick: Callable[[], None] | None = None,
 ) -> int:  # fmt: skip
     """Run Snakemake with its output in `log_path`, drawing progress on `out`; returns its exit code.
 
     `run_id` is handed to every job; with `work`, Snakemake is stopped as soon as a job of this run
-    found the terminal gone for good (outage marker), instead of every later job failing on its own."""
+    found the terminal gone for good (outage marker), instead of every later job failing on its own.
+    `tick` runs after every poll, in the thread that owns `progress` (the live HTML report reads it)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tty = out.isatty()
     stop = threading.Event()
@@ -197,6 +204,8 @@ def run_snakemake(
             for failure in progress.failures[reported_failures:]:
                 out.write(("\r\033[K" if tty else "") + f"failed: {failure}\n")
             reported_failures = len(progress.failures)
+            if tick is not None:
+                tick()
             if work is not None and run_id is not None and outage.marker(work, run_id).exists():
                 proc.terminate()  # Snakemake stops its jobs and runs its onerror handler
                 return
