@@ -17,6 +17,10 @@ except ConfigError as e:
     sys.exit(f"spx-data: config: {e}")
 
 LAYOUT = CFG.layout
+# One setting for the tier: `api_concurrency` caps requests in flight for plain `snakemake` as well;
+# `--resources api=N` on the command line still overrides it for one run.
+if "api" not in workflow.global_resources:
+    workflow.register_resource("api", CFG.api_concurrency)
 PLAN = plan.build(CFG)
 # One id per run, inherited by every job process through the environment.
 os.environ.setdefault(outcomes.RUN_ID_ENV, f"{time.strftime('%Y%m%dT%H%M%S')}-{socket.gethostname()}-{os.getpid()}")

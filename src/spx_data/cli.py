@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from spx_data import __version__
+from spx_data import __version__, project
 from spx_data import config as config_mod
 from spx_data.errors import ConfigError, SpxDataError, TerminalUnreachable
 
@@ -75,7 +75,13 @@ def _raw_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _config(args: argparse.Namespace) -> config_mod.Config:
-    return config_mod.load(_raw_config(args), base=config_mod.PROJECT_DIR)
+    return config_mod.load(_raw_config(args), base=args.project)
+
+
+def _locate(args: argparse.Namespace) -> None:
+    """The project folder (Snakemake's workdir) and its config file; --config-file is relative to the cwd."""
+    args.project = project.find(args.directory)
+    args.config_file = (args.config_file or args.project / project.CONFIG_FILE).absolute()
 
 
 def _snakemake_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -128,7 +134,7 @@ def cmd_config(args: argparse.Namespace) -> int:
         return OK
     if args.key is None or args.value is None:
         raise Exit(USAGE, "spx-data config set: needs KEY VALUE")
-    configedit.set_value(args.config_file, args.key, args.value)
+    configedit.set_value(args.config_file, args.key, args.value, args.project)
     print(f"{args.key} = {args.value}")
     return OK
 
@@ -229,12 +235,11 @@ def _run(args: argparse.Namespace, overrides: dict[str, Any], targets: Sequence[
     raw = _raw_config(args)
     for key, value in overrides.items():
         raw[key] = value
-    cfg = config_mod.load(raw, base=config_mod.PROJECT_DIR)
-    project = config_mod.PROJECT_DIR
-    if busy := runner.snakemake_pids(project, args.config_file):
+    cfg = config_mod.load(raw, base=args.project)
+    if busy := runner.snakemake_pids(args.project, args.config_file):
         raise Exit(
             BUSY,
-            f"another Snakemake run of {args.config_file} works in {project} (pid {busy[0]}); "
+            f"another Snakemake run of {args.config_file} works in {args.project} (pid {busy[0]}); "
             "wait for it or stop it",
         )
     _require_terminal(cfg)
@@ -257,18 +262,16 @@ def _run(args: argparse.Namespace, overrides: dict[str, Any], targets: Sequence[
         )
     all_overrides = {**_snakemake_overrides(args), **overrides}
     base = runner.snakemake_command(args.cores, all_overrides, configfile=args.config_file)
-    if runner.unlock_if_stale(project, base):
+    if runner.unlock_if_stale(args.project, base):
         print("removed a stale Snakemake lock (no Snakemake process held it)")
-    cmd = runner.snakemake_command(
-        args.cores, all_overrides, configfile=args.config_file, targets=targets,
-        extra=["--rerun-incomplete", "--keep-going", "--resources", f"api={cfg.api_concurrency}"],
-    )  # fmt: skip
+    # Nothing beyond plain `snakemake`: the profile and the Snakefile set keep-going, rerun-incomplete, api.
+    cmd = runner.snakemake_command(args.cores, all_overrides, configfile=args.config_file, targets=targets)
     print(
         f"{len(pairs)} day-files to archive ({cfg.start} .. {cfg.end}); snakemake log in {cfg.work / 'logs'}"
     )
     progress = runner.Progress(set(pairs))
     log = cfg.work / "logs" / f"snakemake-{dt.datetime.now():%Y%m%dT%H%M%S}.log"
-    code = runner.run_snakemake(cmd, project, cfg.layout.outcomes(), progress, log)
+    code = runner.run_snakemake(cmd, args.project, cfg.layout.outcomes(), progress, log)
     with _ledger(cfg) as ledger:
         rows = {p: ledger.day(*p) for p in pairs}
     states = {p: (row.status if row else "missing") for p, row in rows.items()}
@@ -423,11 +426,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = _Parser(add_help=False)
+    overrides = _Parser(add_help=False)
+    overrides.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+    common = _Parser(add_help=False, parents=[overrides])
     common.add_argument(
-        "--config-file", type=Path, default=config_mod.DEFAULT_CONFIG, help="default: config/config.yaml"
+        "-d", "--directory", type=Path, help="the project folder (default: the current one), as for snakemake"
     )
-    common.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+    common.add_argument("--config-file", type=Path, help="default: config/config.yaml in the project")
     js = _Parser(add_help=False)
     js.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -490,8 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("sim", help="start the terminal simulator (spx-data sim --help)", add_help=False)
 
-    d = sub.add_parser("demo", parents=[common, run_opts], help="archive 10 sessions from the simulator")
-    d.add_argument("--dir", type=Path, default=Path("demo"), help="where the demo archive goes")
+    d = sub.add_parser("demo", parents=[overrides, run_opts], help="archive 10 sessions from the simulator")
+    d.add_argument("--dir", type=Path, default=Path("demo"), help="the demo's own project folder")
     d.add_argument("--chain", default="tiny", help="simulator chain size")
     d.add_argument("--faults", type=float, default=0.0, help="simulator fault rate per class")
     d.set_defaults(func=cmd_demo)
@@ -517,7 +522,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 check_dataset(args.dataset)
             except ValueError as e:
                 raise Exit(USAGE, f"--dataset: {e}") from None
+        if args.command != "demo":  # the demo makes its own project folder
+            _locate(args)
         return int(args.func(args))
+    except project.NotAProject as e:
+        print(f"spx-data: {e}", file=sys.stderr)
+        return USAGE
     except Exit as e:
         if e.args[0]:
             print(e.args[0], file=sys.stderr)

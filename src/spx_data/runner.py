@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from spx_data.config import PROJECT_DIR
-
 
 def config_args(overrides: Mapping[str, object]) -> list[str]:
     """`--config key=value ...` in the form Snakemake parses back to the same values."""
@@ -46,22 +44,13 @@ def snakemake_command(
     *,
     configfile: Path | None = None,
     targets: Sequence[str] = (),
-    extra: Sequence[str] = (),
 ) -> list[str]:
     # Targets first: options such as --config and --resources take every word that follows them.
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        *targets,
-        "--snakefile",
-        str(PROJECT_DIR / "Snakefile"),
-        "--cores",
-        str(cores),
-    ]
+    # Run in the project folder, where Snakemake finds the project's own Snakefile and profile.
+    cmd = [sys.executable, "-m", "snakemake", *targets, "--cores", str(cores)]
     if configfile is not None:
         cmd += ["--configfile", str(configfile)]
-    return cmd + config_args(overrides) + list(extra)
+    return cmd + config_args(overrides)
 
 
 def snakemake_pids(directory: Path, configfile: Path | None = None) -> list[int]:
