@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import shutil
 import sys
 import time
@@ -75,13 +76,15 @@ def _raw_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _config(args: argparse.Namespace) -> config_mod.Config:
-    return config_mod.load(_raw_config(args), base=args.project)
+    return config_mod.load(_raw_config(args))
 
 
 def _locate(args: argparse.Namespace) -> None:
-    """The project folder (Snakemake's workdir) and its config file; --config-file is relative to the cwd."""
+    """Work in the project folder, as Snakemake does in its workdir: config paths then mean (and are
+    spelled) exactly what they mean to the rules. A --config-file path is the user's, relative to the cwd."""
     args.project = project.find(args.directory)
     args.config_file = (args.config_file or args.project / project.CONFIG_FILE).absolute()
+    os.chdir(args.project)
 
 
 def _snakemake_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -134,7 +137,7 @@ def cmd_config(args: argparse.Namespace) -> int:
         return OK
     if args.key is None or args.value is None:
         raise Exit(USAGE, "spx-data config set: needs KEY VALUE")
-    configedit.set_value(args.config_file, args.key, args.value, args.project)
+    configedit.set_value(args.config_file, args.key, args.value, Path())
     print(f"{args.key} = {args.value}")
     return OK
 
@@ -228,14 +231,17 @@ def cmd_list(args: argparse.Namespace) -> int:
     return OK
 
 
-def _run(args: argparse.Namespace, overrides: dict[str, Any], targets: Sequence[str] = ()) -> int:
-    """Preflight, then plain Snakemake with the project profile; 0 only if every planned day ended well."""
+def _run(
+    args: argparse.Namespace, overrides: dict[str, Any], only: Sequence[tuple[str, str]] | None = None
+) -> int:
+    """Preflight, then plain Snakemake with the project profile (targets: the `only` day-files, else
+    every gap); 0 only if every planned day ended well."""
     from spx_data import estimate, plan, runner
 
     raw = _raw_config(args)
     for key, value in overrides.items():
         raw[key] = value
-    cfg = config_mod.load(raw, base=args.project)
+    cfg = config_mod.load(raw)
     if busy := runner.snakemake_pids(args.project, args.config_file):
         raise Exit(
             BUSY,
@@ -245,9 +251,12 @@ def _run(args: argparse.Namespace, overrides: dict[str, Any], targets: Sequence[
     _require_terminal(cfg)
     the_plan = plan.build(cfg)
     pairs = the_plan.pairs()
-    if targets:
-        wanted = set(targets)
-        pairs = [(ds, d) for ds, d in pairs if str(cfg.layout.parquet(ds, d)) in wanted]
+    targets: list[str] = []
+    if only is not None:
+        wanted = set(only)
+        pairs = [p for p in pairs if p in wanted]
+        # Spelled as the rules spell their outputs (relative to the workdir), or Snakemake has no rule.
+        targets = [str(cfg.layout.parquet(ds, d)) for ds, d in pairs]
     if not pairs:
         print(f"nothing to do: every session {cfg.start} .. {cfg.end} is archived")
         return OK
@@ -285,10 +294,13 @@ def _run(args: argparse.Namespace, overrides: dict[str, Any], targets: Sequence[
     )
     for ds, day in bad:
         print(f"not archived: {ds} {day} ({states[(ds, day)]})")
-    if code != 0 and not bad:
+    # Nothing ran at all: Snakemake refused the run itself; say why, not just "not archived".
+    reason = runner.refusal(log) if code != 0 and not progress.done else None
+    if reason:
+        print(f"snakemake refused: {reason} (see {log})")
+    elif code != 0 and not bad:
         print(f"snakemake exited {code}; see {log}")
-        return FAILED
-    return FAILED if bad else OK
+    return FAILED if bad or code != 0 else OK
 
 
 def _require_terminal(cfg: config_mod.Config) -> None:
@@ -322,35 +334,34 @@ def _run_newest_first(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
+    """Re-run exactly the (dataset, day) pairs that failed (or had no data, or the given days)."""
     cfg = _config(args)
     with _ledger(cfg) as ledger:
-        if args.all_failed:
-            days = sorted({r.day for r in ledger.days(dataset=args.dataset, status="failed")})
-        elif args.no_data:
-            days = sorted({r.day for r in ledger.days(dataset=args.dataset, status="no_data")})
+        if args.all_failed or args.no_data:
+            status = "failed" if args.all_failed else "no_data"
+            pairs = sorted({(r.dataset, r.day) for r in ledger.days(dataset=args.dataset, status=status)})
         else:
-            days = sorted({d.isoformat() for d in args.dates})
-        if not days:
-            print("nothing to retry")
-            return OK
-        datasets = [args.dataset] if args.dataset else list(cfg.datasets)
-        if args.no_data:
-            _requeue_no_data(cfg, ledger, datasets, days)
-    targets = [str(cfg.layout.parquet(ds, d)) for ds in datasets for d in days]
-    return _run(args, {"start_date": days[0], "end_date": days[-1], "datasets": datasets}, targets)
+            datasets = [args.dataset] if args.dataset else cfg.datasets
+            pairs = sorted({(ds, d.isoformat()) for ds in datasets for d in args.dates})
+    if not pairs:
+        print("nothing to retry")
+        return OK
+    days = sorted(d for _, d in pairs)
+    overrides = {"start_date": days[0], "end_date": days[-1], "datasets": sorted({ds for ds, _ in pairs})}
+    if args.no_data:
+        _require_terminal(cfg)  # before anything moves: no half-done re-check
+        _requeue_no_data(cfg, pairs)
+    return _run(args, overrides, only=pairs)
 
 
-def _requeue_no_data(
-    cfg: config_mod.Config, ledger: Any, datasets: Sequence[str], days: Sequence[str]
-) -> None:
-    """Move no-data day files aside and forget their listing, so the terminal is asked again."""
+def _requeue_no_data(cfg: config_mod.Config, pairs: Sequence[tuple[str, str]]) -> None:
+    """Move no-data day files aside and forget their listing, so the terminal is asked again; the
+    ledger keeps `no_data` until the new outcome arrives."""
     from spx_data.verify import quarantine
 
-    for ds in datasets:
-        for day in days:
-            quarantine(cfg, ds, day, reason="re-check of a no-data day")
-            ledger.set_status(ds, day, "queued")
-    for day in days:
+    for ds, day in pairs:
+        quarantine(cfg, ds, day, reason="re-check of a no-data day")
+    for day in {d for _, d in pairs}:
         cfg.layout.listing(day).unlink(missing_ok=True)
 
 

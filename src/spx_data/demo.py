@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     root.mkdir(parents=True, exist_ok=True)
     project.install_workflow(root)
     args.project, args.config_file = root, root / project.CONFIG_FILE
+    os.chdir(root)  # as the CLI does in every project folder
     for key, value in zip(("start_date", "end_date"), DEMO_RANGE, strict=True):
         configedit.set_value(args.config_file, key, value, root)
     cfg = cli._config(args)

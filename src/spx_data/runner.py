@@ -99,6 +99,20 @@ def unlock_if_stale(directory: Path, base_cmd: Sequence[str]) -> bool:
     return True
 
 
+def refusal(log_path: Path) -> str | None:
+    """Snakemake's own reason when it stopped with an error of its own (e.g. `MissingRuleException: No
+    rule to produce ...`), in one line; None when it only reported failed jobs."""
+    try:
+        lines = [line.strip() for line in log_path.read_text(errors="replace").splitlines()]
+    except OSError:
+        return None
+    for i in range(len(lines) - 2, -1, -1):  # `NameError:` or `NameError in file "...", line N:`
+        name = lines[i].split(" ", 1)[0].removesuffix(":")
+        if lines[i].endswith(":") and name.endswith(("Exception", "Error")) and name.isidentifier():
+            return f"{name}: {lines[i + 1]}"
+    return None
+
+
 @dataclass
 class Progress:
     """Counts folded from outcome events as they appear."""
