@@ -117,3 +117,14 @@ def test_retry_with_the_shipped_relative_config(
     refused = c.spx("retry", "2024-11-26", "--set", f"terminal_url={clean}")
     assert refused.returncode == 1
     assert "snakemake refused: " in refused.stdout and "nowhere.smk" in refused.stdout, refused.stdout
+
+
+def test_plain_snakemake_keeps_to_api_concurrency(
+    simulator: Callable[..., Simulator], clone: Callable[..., Clone]
+) -> None:
+    """Defect 2: one setting for the tier; FREE (1) never has two requests in flight under plain snakemake."""
+    sim = simulator(tier=8)  # the terminal itself would take 8 at once
+    c = clone(**TWO_DAYS, terminal_url=sim.url, api_concurrency=1)
+    c.snakemake("--cores", "4", check=True)
+    stats = sim.stats
+    assert stats["peak_active"] == 1, stats
