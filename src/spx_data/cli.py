@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import sqlite3
 import sys
 import time
 from collections import Counter
@@ -23,6 +24,7 @@ from spx_data import config as config_mod
 from spx_data.errors import ConfigError, SpxDataError, TerminalUnreachable
 
 OK, FAILED, USAGE, UNREACHABLE, NO_DISK, BUSY = 0, 1, 2, 3, 4, 5
+INTERRUPTED, BROKEN_PIPE = 130, 141  # as shells report SIGINT and SIGPIPE
 
 
 class Exit(Exception):
@@ -37,6 +39,16 @@ class _Parser(argparse.ArgumentParser):
 
 
 # ---------------------------------------------------------------- config and shared plumbing
+
+
+def _cores(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: must be a whole number >= 1")
+    return n
 
 
 def _date(value: str) -> dt.date:
@@ -280,7 +292,14 @@ def _run(
     )
     progress = runner.Progress(set(pairs))
     log = cfg.work / "logs" / f"snakemake-{dt.datetime.now():%Y%m%dT%H%M%S}.log"
-    code = runner.run_snakemake(cmd, args.project, cfg.layout.outcomes(), progress, log)
+    try:
+        code = runner.run_snakemake(cmd, args.project, cfg.layout.outcomes(), progress, log)
+    except KeyboardInterrupt:
+        raise Exit(
+            INTERRUPTED,
+            f"spx-data: interrupted after {len(progress.done)}/{len(pairs)} day-files (finished ones are "
+            f"kept); resume with `spx-data run` or plain `snakemake --cores {args.cores}` in {args.project}",
+        ) from None
     with _ledger(cfg) as ledger:
         rows = {p: ledger.day(*p) for p in pairs}
     states = {p: (row.status if row else "missing") for p, row in rows.items()}
@@ -467,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_gaps)
 
     run_opts = _Parser(add_help=False)
-    run_opts.add_argument("--cores", type=int, default=4)
+    run_opts.add_argument("--cores", type=_cores, default=4)
     run_opts.add_argument("--ignore-disk", action="store_true", help="skip the free-disk preflight")
 
     r = sub.add_parser("run", parents=[common, run_opts], help="fill every gap through Snakemake")
@@ -551,6 +570,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return UNREACHABLE
     except SpxDataError as e:
         print(f"spx-data: {e}", file=sys.stderr)
+        return FAILED
+    except KeyboardInterrupt:
+        print("spx-data: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    except BrokenPipeError:  # e.g. `spx-data list | head`: the reader has gone; end quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE
+    except sqlite3.Error as e:  # e.g. a full disk under the ledger
+        print(f"spx-data: ledger: {e} (check free disk space and permissions where the ledger lives)",
+              file=sys.stderr)  # fmt: skip
+        return FAILED
+    except OSError as e:
+        where = f" {e.filename}" if e.filename else ""
+        print(f"spx-data:{where}: {e.strerror or e}", file=sys.stderr)
         return FAILED
 
 
