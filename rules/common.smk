@@ -12,7 +12,7 @@ from spx_data import listing, outcomes, plan
 from spx_data.errors import ConfigError
 
 try:
-    CFG = spx_config.load(config)
+    CFG = spx_config.load(config, writable=False)  # `snakemake -n` inspects read-only archives too; onstart checks
 except ConfigError as e:
     sys.exit(f"spx-data: config: {e}")
 

@@ -225,3 +225,31 @@ def test_full_disk_under_the_ledger_is_one_line(clone: Callable[..., Clone]) -> 
             assert proc.stderr.startswith("spx-data: ") and "Traceback" not in proc.stderr, proc.stderr
     finally:
         subprocess.run(["umount", "-l", str(data)], check=True)
+
+
+def test_a_read_only_archive_can_be_inspected(
+    simulator: Callable[..., Simulator], clone: Callable[..., Clone]
+) -> None:
+    """Defect 5: the data folder made read-only for real (a read-only bind mount: root's os.access then
+    answers EROFS, where chmod would not stop root); inspection works, writing commands refuse in one line."""
+    c = clone(**TWO_DAYS, terminal_url=simulator().url)
+    c.snakemake("--cores", "2", check=True)
+    data = c.root / "data"
+    if os.geteuid() != 0 or subprocess.run(["mount", "--bind", str(data), str(data)]).returncode != 0:
+        pytest.skip("cannot bind-mount here")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(data)], check=True)
+        assert not os.access(data, os.W_OK)
+        assert counts(c) == {"quote": {"success": 2}, "greeks_first_order": {"success": 2}}
+        assert json.loads(c.spx("gaps", "--json", check=True).stdout)["missing"] == []
+        assert len(c.spx("list", check=True).stdout.splitlines()) == 4
+        assert c.spx("verify", check=True).stdout.strip().endswith("verified 4 files: 0 problem(s)")
+        assert "Nothing to be done" in c.snakemake("-n", check=True).stdout + c.snakemake("-n").stderr
+        for writing in (("run",), ("retry", "--all-failed"), ("verify", "--repair")):
+            proc = c.spx(*writing)
+            assert proc.returncode == 2 and proc.stderr.count("\n") == 1, (writing, proc.stderr)
+            assert proc.stderr.startswith("spx-data: config: ") and "not writable" in proc.stderr, proc.stderr
+        plain = c.snakemake("--cores", "2", "--config", "end_date=2024-11-27")  # a gap: a real run
+        assert plain.returncode != 0 and "not writable" in plain.stderr, plain.stderr[-2000:]
+    finally:
+        subprocess.run(["umount", "-l", str(data)], check=True)

@@ -87,8 +87,9 @@ def _raw_config(args: argparse.Namespace) -> dict[str, Any]:
     return raw
 
 
-def _config(args: argparse.Namespace) -> config_mod.Config:
-    return config_mod.load(_raw_config(args))
+def _config(args: argparse.Namespace, writable: bool = True) -> config_mod.Config:
+    """The project's config; inspecting commands pass writable=False and work on a read-only archive."""
+    return config_mod.load(_raw_config(args), writable=writable)
 
 
 def _locate(args: argparse.Namespace) -> None:
@@ -109,8 +110,14 @@ def _snakemake_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _ledger(cfg: config_mod.Config) -> Any:
+    """The ledger with pending outcomes mirrored in; on a read-only medium, read as it is."""
     from spx_data.ledger import Ledger
 
+    folder = cfg.ledger.parent
+    if (cfg.ledger.exists() and not os.access(cfg.ledger, os.W_OK)) or (
+        folder.exists() and not os.access(folder, os.W_OK)
+    ):
+        return Ledger(cfg.ledger, read_only=True)
     ledger = Ledger(cfg.ledger)
     ledger.refresh(cfg.layout.outcomes())
     return ledger
@@ -142,7 +149,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     from spx_data import configedit
 
     if args.action == "show":
-        cfg = _config(args)
+        cfg = _config(args, writable=False)
         data = {k: (str(v) if isinstance(v, Path | dt.date) else v) for k, v in vars(cfg).items()}
         text = args.config_file.read_text() + f"\n# effective range: {cfg.start} .. {cfg.end}"
         _emit(args, data, text)
@@ -157,7 +164,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_gaps(args: argparse.Namespace) -> int:
     from spx_data import report
 
-    cfg = _config(args)
+    cfg = _config(args, writable=False)
     with _ledger(cfg) as ledger:
         gaps = report.gaps(cfg, ledger, since=args.since, dataset=args.dataset)
     data = gaps.as_dict(cfg)
@@ -183,7 +190,7 @@ def cmd_gaps(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from spx_data import report
 
-    cfg = _config(args)
+    cfg = _config(args, writable=False)
     with _ledger(cfg) as ledger:
         data = report.status(cfg, ledger)
         grid = _calendar_grid(cfg, ledger) if args.calendar else ""
@@ -228,7 +235,7 @@ def _calendar_grid(cfg: config_mod.Config, ledger: Any) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    cfg = _config(args)
+    cfg = _config(args, writable=False)
     status = "failed" if args.failed_only else args.status
     with _ledger(cfg) as ledger:
         rows = ledger.days(dataset=args.dataset, status=status, since=args.since and args.since.isoformat())
@@ -387,7 +394,7 @@ def _requeue_no_data(cfg: config_mod.Config, pairs: Sequence[tuple[str, str]]) -
 def cmd_verify(args: argparse.Namespace) -> int:
     from spx_data import verify
 
-    cfg = _config(args)
+    cfg = _config(args, writable=args.repair)
     checked = verify.count_archived(cfg)
     lines, quarantined = [], {}
     with _ledger(cfg) as ledger:
@@ -420,7 +427,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from spx_data import doctor
 
-    cfg = _config(args)
+    cfg = _config(args, writable=False)
     results = doctor.run_checks(cfg)
     for r in results:
         print(f"{'✓' if r.ok else '✗'} {r.name}: {r.detail}" + ("" if r.ok else f"  → {r.fix}"))
