@@ -15,11 +15,15 @@ from spx_data import datasets, listing, outcomes, plan
 from spx_data.errors import ConfigError
 
 try:
-    CFG = spx_config.load(config)
+    CFG = spx_config.load(config, writable=False)  # `snakemake -n` inspects read-only archives too; onstart checks
 except ConfigError as e:
     sys.exit(f"spx-data: config: {e}")
 
 LAYOUT = CFG.layout
+# One setting for the tier: `api_concurrency` caps requests in flight for plain `snakemake` as well;
+# `--resources api=N` on the command line still overrides it for one run.
+if "api" not in workflow.global_resources:
+    workflow.register_resource("api", CFG.api_concurrency)
 PLAN = plan.build(CFG)
 # One id per run, inherited by every job process through the environment.
 os.environ.setdefault(

@@ -19,11 +19,10 @@ import pytest
 from helpers import Project
 
 from spx_data import html_report
-from spx_data.config import PROJECT_DIR
 from spx_data.runner import Progress
 from spx_data.sim.server import Simulator
 
-sys.path.insert(0, str(PROJECT_DIR / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import browser
 import synthetic_ledger
 

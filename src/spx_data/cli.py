@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import os
 import socket
+import sqlite3
 import sys
 import time
 import uuid
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from spx_data import __version__, outage
+from spx_data import __version__, outage, project
 from spx_data import config as config_mod
 from spx_data.errors import ConfigError, SpxDataError, TerminalUnreachable
 from spx_data.paths import free_bytes
@@ -27,6 +28,7 @@ from spx_data.units import human_bytes
 from spx_data.validate import iso_date
 
 OK, FAILED, USAGE, UNREACHABLE, NO_DISK, BUSY = 0, 1, 2, 3, 4, 5
+INTERRUPTED, BROKEN_PIPE = 130, 141  # as shells report SIGINT and SIGPIPE
 
 
 class Exit(Exception):
@@ -41,6 +43,16 @@ class _Parser(argparse.ArgumentParser):
 
 
 # ---------------------------------------------------------------- config and shared plumbing
+
+
+def _cores(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: must be a whole number >= 1")
+    return n
 
 
 def _date(value: str) -> dt.date:
@@ -79,8 +91,17 @@ def _raw_config(args: argparse.Namespace) -> dict[str, Any]:
     return raw
 
 
-def _config(args: argparse.Namespace) -> config_mod.Config:
-    return config_mod.load(_raw_config(args), base=config_mod.PROJECT_DIR)
+def _config(args: argparse.Namespace, writable: bool = True) -> config_mod.Config:
+    """The project's config; inspecting commands pass writable=False and work on a read-only archive."""
+    return config_mod.load(_raw_config(args), writable=writable)
+
+
+def _locate(args: argparse.Namespace) -> None:
+    """Work in the project folder, as Snakemake does in its workdir: config paths then mean (and are
+    spelled) exactly what they mean to the rules. A --config-file path is the user's, relative to the cwd."""
+    args.project = project.find(args.directory)
+    args.config_file = (args.config_file or args.project / project.CONFIG_FILE).absolute()
+    os.chdir(args.project)
 
 
 def _snakemake_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -93,8 +114,14 @@ def _snakemake_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _ledger(cfg: config_mod.Config) -> Any:
+    """The ledger with pending outcomes mirrored in; on a read-only medium, read as it is."""
     from spx_data.ledger import Ledger
 
+    folder = cfg.ledger.parent
+    if (cfg.ledger.exists() and not os.access(cfg.ledger, os.W_OK)) or (
+        folder.exists() and not os.access(folder, os.W_OK)
+    ):
+        return Ledger(cfg.ledger, read_only=True)
     ledger = Ledger(cfg.ledger)
     ledger.refresh(cfg.layout.outcomes())
     return ledger
@@ -111,14 +138,14 @@ def cmd_config(args: argparse.Namespace) -> int:
     from spx_data import configedit
 
     if args.action == "show":
-        cfg = _config(args)
+        cfg = _config(args, writable=False)
         data = {k: (str(v) if isinstance(v, Path | dt.date) else v) for k, v in vars(cfg).items()}
         text = args.config_file.read_text() + f"\n# effective range: {cfg.start} .. {cfg.end}"
         _emit(args, data, text)
         return OK
     if args.key is None or args.value is None:
         raise Exit(USAGE, "spx-data config set: needs KEY VALUE")
-    configedit.set_value(args.config_file, args.key, args.value)
+    configedit.set_value(args.config_file, args.key, args.value, Path())
     print(f"{args.key} = {args.value}")
     return OK
 
@@ -126,7 +153,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_gaps(args: argparse.Namespace) -> int:
     from spx_data import report
 
-    cfg = _config(args)
+    cfg = _config(args, writable=False)
     with _ledger(cfg) as ledger:
         gaps = report.gaps(cfg, ledger, since=args.since, dataset=args.dataset)
     data = gaps.as_dict(cfg)
@@ -152,7 +179,7 @@ def cmd_gaps(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from spx_data import report
 
-    cfg = _config(args)
+    cfg = _config(args, writable=False)
     with _ledger(cfg) as ledger:
         data = report.status(cfg, ledger)
         grid = _calendar_grid(cfg, ledger) if args.calendar else ""
@@ -197,7 +224,7 @@ def _calendar_grid(cfg: config_mod.Config, ledger: Any) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    cfg = _config(args)
+    cfg = _config(args, writable=False)
     status = "failed" if args.failed_only else args.status
     with _ledger(cfg) as ledger:
         rows = ledger.days(dataset=args.dataset, status=status, since=args.since and args.since.isoformat())
@@ -213,27 +240,32 @@ def cmd_list(args: argparse.Namespace) -> int:
     return OK
 
 
-def _run(args: argparse.Namespace, overrides: dict[str, Any], targets: Sequence[str] = ()) -> int:
-    """Preflight, then plain Snakemake with the project profile; 0 only if every planned day ended well."""
+def _run(
+    args: argparse.Namespace, overrides: dict[str, Any], only: Sequence[tuple[str, str]] | None = None
+) -> int:
+    """Preflight, then plain Snakemake with the project profile (targets: the `only` day-files, else
+    every gap); 0 only if every planned day ended well."""
     from spx_data import estimate, html_report, plan, runner
 
     raw = _raw_config(args)
     for key, value in overrides.items():
         raw[key] = value
-    cfg = config_mod.load(raw, base=config_mod.PROJECT_DIR)
-    project = config_mod.PROJECT_DIR
-    if busy := runner.snakemake_pids(project, args.config_file):
+    cfg = config_mod.load(raw)
+    if busy := runner.snakemake_pids(args.project, args.config_file):
         raise Exit(
             BUSY,
-            f"another Snakemake run of {args.config_file} works in {project} (pid {busy[0]}); "
+            f"another Snakemake run of {args.config_file} works in {args.project} (pid {busy[0]}); "
             "wait for it or stop it",
         )
     _require_terminal(cfg)
     the_plan = plan.build(cfg)
     pairs = the_plan.pairs()
-    if targets:
-        wanted = set(targets)
-        pairs = [(ds, d) for ds, d in pairs if str(cfg.layout.parquet(ds, d)) in wanted]
+    targets: list[str] = []
+    if only is not None:
+        wanted = set(only)
+        pairs = [p for p in pairs if p in wanted]
+        # Spelled as the rules spell their outputs (relative to the workdir), or Snakemake has no rule.
+        targets = [str(cfg.layout.parquet(ds, d)) for ds, d in pairs]
     if not pairs:
         print(f"nothing to do: every session {cfg.start} .. {cfg.end} is archived")
         return OK
@@ -248,12 +280,10 @@ def _run(args: argparse.Namespace, overrides: dict[str, Any], targets: Sequence[
         )
     all_overrides = {**_snakemake_overrides(args), **overrides}
     base = runner.snakemake_command(args.cores, all_overrides, configfile=args.config_file)
-    if runner.unlock_if_stale(project, base):
+    if runner.unlock_if_stale(args.project, base):
         print("removed a stale Snakemake lock (no Snakemake process held it)")
-    cmd = runner.snakemake_command(
-        args.cores, all_overrides, configfile=args.config_file, targets=targets,
-        extra=["--rerun-incomplete", "--keep-going", "--resources", f"api={cfg.api_concurrency}"],
-    )  # fmt: skip
+    # Nothing beyond plain `snakemake`: the profile and the Snakefile set keep-going, rerun-incomplete, api.
+    cmd = runner.snakemake_command(args.cores, all_overrides, configfile=args.config_file, targets=targets)
     print(
         f"{len(pairs)} day-files to archive ({cfg.start} .. {cfg.end}); snakemake log in {cfg.work / 'logs'}"
     )
@@ -262,9 +292,16 @@ def _run(args: argparse.Namespace, overrides: dict[str, Any], targets: Sequence[
     live = html_report.LiveReport(cfg, progress, args.config_file)
     print(f"report (refreshed while running): {html_report.default_path(cfg)}")
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    code = runner.run_snakemake(
-        cmd, project, cfg.layout.outcomes(), progress, log, run_id=run_id, work=cfg.work, tick=live
-    )
+    try:
+        code = runner.run_snakemake(
+            cmd, args.project, cfg.layout.outcomes(), progress, log, run_id=run_id, work=cfg.work, tick=live
+        )
+    except KeyboardInterrupt:
+        raise Exit(
+            INTERRUPTED,
+            f"spx-data: interrupted after {len(progress.done)}/{len(pairs)} day-files (finished ones are "
+            f"kept); resume with `spx-data run` or plain `snakemake --cores {args.cores}` in {args.project}",
+        ) from None
     outage.check(cfg.work, run_id)  # the terminal went away for good: one line, exit 3
     with _ledger(cfg) as ledger:
         rows = {p: ledger.day(*p) for p in pairs}
@@ -281,10 +318,13 @@ def _run(args: argparse.Namespace, overrides: dict[str, Any], targets: Sequence[
         print(f"not archived: {ds} {day} ({states[(ds, day)]})")
     if report := html_report.refresh(cfg, config_file=args.config_file):
         print(f"report: {report}")
-    if code != 0 and not bad:
+    # Nothing ran at all: Snakemake refused the run itself; say why, not just "not archived".
+    reason = runner.refusal(log) if code != 0 and not progress.done else None
+    if reason:
+        print(f"snakemake refused: {reason} (see {log})")
+    elif code != 0 and not bad:
         print(f"snakemake exited {code}; see {log}")
-        return FAILED
-    return FAILED if bad else OK
+    return FAILED if bad or code != 0 else OK
 
 
 def _require_terminal(cfg: config_mod.Config) -> None:
@@ -322,42 +362,41 @@ def _run_newest_first(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
+    """Re-run exactly the (dataset, day) pairs that failed (or had no data, or the given days)."""
     cfg = _config(args)
     with _ledger(cfg) as ledger:
-        if args.all_failed:
-            days = sorted({r.day for r in ledger.days(dataset=args.dataset, status="failed")})
-        elif args.no_data:
-            days = sorted({r.day for r in ledger.days(dataset=args.dataset, status="no_data")})
+        if args.all_failed or args.no_data:
+            status = "failed" if args.all_failed else "no_data"
+            pairs = sorted({(r.dataset, r.day) for r in ledger.days(dataset=args.dataset, status=status)})
         else:
-            days = sorted({d.isoformat() for d in args.dates})
-        if not days:
-            print("nothing to retry")
-            return OK
-        datasets = [args.dataset] if args.dataset else list(cfg.datasets)
-        if args.no_data:
-            _requeue_no_data(cfg, ledger, datasets, days)
-    targets = [str(cfg.layout.parquet(ds, d)) for ds in datasets for d in days]
-    return _run(args, {"start_date": days[0], "end_date": days[-1], "datasets": datasets}, targets)
+            datasets = [args.dataset] if args.dataset else cfg.datasets
+            pairs = sorted({(ds, d.isoformat()) for ds in datasets for d in args.dates})
+    if not pairs:
+        print("nothing to retry")
+        return OK
+    days = sorted(d for _, d in pairs)
+    overrides = {"start_date": days[0], "end_date": days[-1], "datasets": sorted({ds for ds, _ in pairs})}
+    if args.no_data:
+        _require_terminal(cfg)  # before anything moves: no half-done re-check
+        _requeue_no_data(cfg, pairs)
+    return _run(args, overrides, only=pairs)
 
 
-def _requeue_no_data(
-    cfg: config_mod.Config, ledger: Any, datasets: Sequence[str], days: Sequence[str]
-) -> None:
-    """Move no-data day files aside and forget their listing, so the terminal is asked again."""
+def _requeue_no_data(cfg: config_mod.Config, pairs: Sequence[tuple[str, str]]) -> None:
+    """Move no-data day files aside and forget their listing, so the terminal is asked again; the
+    ledger keeps `no_data` until the new outcome arrives."""
     from spx_data.verify import quarantine
 
-    for ds in datasets:
-        for day in days:
-            quarantine(cfg, ds, day, reason="re-check of a no-data day")
-            ledger.set_status(ds, day, "queued")
-    for day in days:
+    for ds, day in pairs:
+        quarantine(cfg, ds, day, reason="re-check of a no-data day")
+    for day in {d for _, d in pairs}:
         cfg.layout.listing(day).unlink(missing_ok=True)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from spx_data import verify
 
-    cfg = _config(args)
+    cfg = _config(args, writable=args.repair)
     checked = verify.count_archived(cfg)
     lines, quarantined = [], {}
     with _ledger(cfg) as ledger:
@@ -390,7 +429,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from spx_data import doctor
 
-    cfg = _config(args)
+    cfg = _config(args, writable=False)
     results = doctor.run_checks(cfg)
     for r in results:
         print(f"{'✓' if r.ok else '✗'} {r.name}: {r.detail}" + ("" if r.ok else f"  → {r.fix}"))
@@ -445,11 +484,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = _Parser(add_help=False)
+    overrides = _Parser(add_help=False)
+    overrides.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+    common = _Parser(add_help=False, parents=[overrides])
     common.add_argument(
-        "--config-file", type=Path, default=config_mod.DEFAULT_CONFIG, help="default: config/config.yaml"
+        "-d", "--directory", type=Path, help="the project folder (default: the current one), as for snakemake"
     )
-    common.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+    common.add_argument("--config-file", type=Path, help="default: config/config.yaml in the project")
     js = _Parser(add_help=False)
     js.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -477,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_gaps)
 
     run_opts = _Parser(add_help=False)
-    run_opts.add_argument("--cores", type=int, default=4)
+    run_opts.add_argument("--cores", type=_cores, default=4)
     run_opts.add_argument("--ignore-disk", action="store_true", help="skip the free-disk preflight")
 
     r = sub.add_parser("run", parents=[common, run_opts], help="fill every gap through Snakemake")
@@ -520,8 +561,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("sim", help="start the terminal simulator (spx-data sim --help)", add_help=False)
 
-    d = sub.add_parser("demo", parents=[common, run_opts], help="archive 10 sessions from the simulator")
-    d.add_argument("--dir", type=Path, default=Path("demo"), help="where the demo archive goes")
+    d = sub.add_parser("demo", parents=[overrides, run_opts], help="archive 10 sessions from the simulator")
+    d.add_argument("--dir", type=Path, default=Path("demo"), help="the demo's own project folder")
     d.add_argument("--chain", default="tiny", help="simulator chain size")
     d.add_argument("--faults", type=float, default=0.0, help="simulator fault rate per class")
     d.set_defaults(func=cmd_demo)
@@ -547,7 +588,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 check_dataset(args.dataset)
             except ValueError as e:
                 raise Exit(USAGE, f"--dataset: {e}") from None
+        if args.command != "demo":  # the demo makes its own project folder
+            _locate(args)
         return int(args.func(args))
+    except project.NotAProject as e:
+        print(f"spx-data: {e}", file=sys.stderr)
+        return USAGE
     except Exit as e:
         if e.args[0]:
             print(e.args[0], file=sys.stderr)
@@ -560,6 +606,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return UNREACHABLE
     except SpxDataError as e:
         print(f"spx-data: {e}", file=sys.stderr)
+        return FAILED
+    except KeyboardInterrupt:
+        print("spx-data: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    except BrokenPipeError:  # e.g. `spx-data list | head`: the reader has gone; end quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE
+    except sqlite3.Error as e:  # e.g. a full disk under the ledger
+        print(f"spx-data: ledger: {e} (check free disk space and permissions where the ledger lives)",
+              file=sys.stderr)  # fmt: skip
+        return FAILED
+    except OSError as e:
+        where = f" {e.filename}" if e.filename else ""
+        print(f"spx-data:{where}: {e.strerror or e}", file=sys.stderr)
         return FAILED
 
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from spx_data import __version__, atomic, datasets, estimate, listing, plan
-from spx_data.config import DEFAULT_CONFIG, Config
+from spx_data import __version__, atomic, datasets, estimate, listing, plan, project
+from spx_data.config import Config
 from spx_data.ledger import SCHEMA_VERSION
 from spx_data.paths import free_bytes
 from spx_data.units import human_bytes
@@ -565,7 +565,7 @@ def _failures_section(data: Data, config_file: Path | None) -> str:
     groups: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
     for r in sorted(failed, key=lambda r: (r[1], r[0])):
         groups.setdefault((r[1], f"{r[7] or '?'}: {r[8] or ''}"), []).append(r)
-    default = config_file is None or config_file == DEFAULT_CONFIG
+    default = config_file is None or Path(config_file).absolute() == project.CONFIG_FILE.absolute()
     retry = "spx-data retry" + ("" if default else f" --config-file {config_file}")
     rows = []
     for (day, cause), same in list(groups.items())[:FAILURES_SHOWN]:
@@ -650,7 +650,7 @@ def _provenance_section(cfg: Config, data: Data, config_file: Path | None) -> st
         ["ledger schema", f"{html.escape(data.schema_version)} (this spx-data knows {SCHEMA_VERSION})"],
         ["terminal API", f"ThetaData REST v3 at {html.escape(cfg.terminal_url)}: {html.escape(endpoints)}"],
         ["libraries", html.escape(", ".join(libs))],
-        ["config file", html.escape(str(config_file or DEFAULT_CONFIG))],
+        ["config file", html.escape(str(config_file or project.CONFIG_FILE))],
         ["ledger", html.escape(str(cfg.ledger))],
     ]
     config = {k: (str(v) if isinstance(v, Path | dt.date) else v) for k, v in vars(cfg).items()}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -20,7 +21,6 @@ from pathlib import Path
 from typing import TextIO
 
 from spx_data import outage, outcomes
-from spx_data.config import PROJECT_DIR
 
 
 def config_args(overrides: Mapping[str, object]) -> list[str]:
@@ -47,22 +47,13 @@ def snakemake_command(
     *,
     configfile: Path | None = None,
     targets: Sequence[str] = (),
-    extra: Sequence[str] = (),
 ) -> list[str]:
     # Targets first: options such as --config and --resources take every word that follows them.
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        *targets,
-        "--snakefile",
-        str(PROJECT_DIR / "Snakefile"),
-        "--cores",
-        str(cores),
-    ]
+    # Run in the project folder, where Snakemake finds the project's own Snakefile and profile.
+    cmd = [sys.executable, "-m", "snakemake", *targets, "--cores", str(cores)]
     if configfile is not None:
         cmd += ["--configfile", str(configfile)]
-    return cmd + config_args(overrides) + list(extra)
+    return cmd + config_args(overrides)
 
 
 def snakemake_pids(directory: Path, configfile: Path | None = None) -> list[int]:
@@ -109,6 +100,20 @@ def unlock_if_stale(directory: Path, base_cmd: Sequence[str]) -> bool:
         return False
     subprocess.run([*base_cmd, "--unlock"], cwd=directory, capture_output=True, check=True)
     return True
+
+
+def refusal(log_path: Path) -> str | None:
+    """Snakemake's own reason when it stopped with an error of its own (e.g. `MissingRuleException: No
+    rule to produce ...`), in one line; None when it only reported failed jobs."""
+    try:
+        lines = [line.strip() for line in log_path.read_text(errors="replace").splitlines()]
+    except OSError:
+        return None
+    for i in range(len(lines) - 2, -1, -1):  # `NameError:` or `NameError in file "...", line N:`
+        name = lines[i].split(" ", 1)[0].removesuffix(":")
+        if lines[i].endswith(":") and name.endswith(("Exception", "Error")) and name.isidentifier():
+            return f"{name}: {lines[i + 1]}"
+    return None
 
 
 @dataclass
@@ -184,7 +189,9 @@ def run_snakemake(
 
     `run_id` is handed to every job; with `work`, Snakemake is stopped as soon as a job of this run
     found the terminal gone for good (outage marker), instead of every later job failing on its own.
-    `tick` runs after every poll, in the thread that owns `progress` (the live HTML report reads it)."""
+    `tick` runs after every poll, in the thread that owns `progress` (the live HTML report reads it).
+    Snakemake runs in a session of its own, so a Ctrl-C reaches it exactly once, from here: it then
+    stops its jobs, marks their outputs incomplete and releases its lock; KeyboardInterrupt follows."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tty = out.isatty()
     stop = threading.Event()
@@ -214,13 +221,17 @@ def run_snakemake(
 
     watcher = threading.Thread(target=watch, daemon=True)
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, cwd=directory, stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(
+            cmd, cwd=directory, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
+        )
         watcher.start()
         try:
             code = proc.wait()
         except KeyboardInterrupt:
-            proc.terminate()
-            code = proc.wait()
+            stop.set()  # jobs being stopped are not failures worth a line each
+            proc.send_signal(signal.SIGINT)
+            proc.wait()
+            raise
         finally:
             stop.set()
             watcher.join()
