@@ -11,7 +11,7 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 # conda-forge names that differ from the PyPI ones
-CONDA_TO_PYPI = {"snakemake-minimal": "snakemake"}
+CONDA_TO_PYPI = {"snakemake-minimal": "snakemake", "matplotlib-base": "matplotlib"}
 
 
 def requirements(specs: list[str]) -> dict[str, str]:
