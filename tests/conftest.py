@@ -76,8 +76,8 @@ def baseline(tmp_path_factory: pytest.TempPathFactory) -> Project:
 
 
 # Fixtures, names and command texts through which a test reaches the simulator or Snakemake.
-E2E_FIXTURES = frozenset({"simulator", "baseline"})
-E2E_NAMES = frozenset({"Project", "Simulator", "running_simulator", "simulator", "baseline"})
+E2E_FIXTURES = frozenset({"simulator", "baseline", "clone"})
+E2E_NAMES = frozenset({"Project", "Clone", "Simulator", "running_simulator", "simulator", "baseline"})
 E2E_COMMANDS = ("spx_data.sim.server", "snakemake")
 
 

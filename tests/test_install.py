@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from helpers import REPO
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]  # builds a wheel and runs the demo
 
 
 def test_wheel_install_runs_the_demo_from_anywhere(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from helpers import BIN, Clone, dry_run_jobs, spx_data
 
 from spx_data.sim.server import Simulator
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]  # each runs the installed console script
 
 TWO_DAYS = {"start_date": "2024-11-25", "end_date": "2024-11-26"}
 
