@@ -56,6 +56,7 @@ def test_real_terminal_preset_archives_the_same_files_as_the_documented_terminal
     for name, preset in (("real", REAL_TERMINAL), ("documented", {})):
         sim = simulator(chain="tiny", no_data_days=(NO_DATA_DAY,), **preset)
         projects[name] = project = Project(tmp_path / name, sim.url)
+        project.root.mkdir()
         project.write_config(*RANGE, datasets=DATASETS)
         project.snakemake()
         ledger = days(project)
@@ -247,3 +248,14 @@ def test_476_is_named_as_a_host_mix_up_by_run_and_doctor(wrong_ip: str, tmp_path
     [status] = [line for line in doctor.stdout.splitlines() if "mdds/status" in line]
     assert status.startswith("✗ mdds/status: HTTP 476") and "host string mix-up" in status, doctor.stdout
     assert "creds.txt" not in doctor.stdout
+
+    # A plain Snakemake run: the listing's 476 and the listing log reach the ledger, `list` and `gaps`.
+    project.snakemake(check=False)
+    [log] = (project.work / "logs").glob("list_contracts-*.log")
+    listed = project.cli("list", "--failed-only", *cfg, check=True).stdout.splitlines()
+    assert len(listed) == 6  # quote and greeks_first_order on 3 sessions
+    for line in listed:
+        assert "the listing failed: FatalRequestError: HTTP 476 for " in line, line
+        assert "host string mix-up" in line and f"(listing log: {log})" in line, line
+    gaps = project.cli("gaps", *cfg, check=True).stdout
+    assert gaps.count("HTTP 476") == 2 and gaps.count(str(log)) == 2, gaps  # a range per dataset
