@@ -995,7 +995,8 @@ def test_terminal_gone_for_good_is_terminal_unreachable_after_the_bound(
     rsps.add(responses.GET, DATA_URL, body=requests.ConnectionError("refused"))
     rsps.add(responses.GET, STATUS_URL, body=requests.ConnectionError("refused"))
     with pytest.raises(
-        TerminalUnreachable, match=r"no terminal answers at http://127.0.0.1:25503 for 20 s"
+        TerminalUnreachable,
+        match=r"no terminal answers at http://127.0.0.1:25503 within retry.disconnected_max_wait \(20 s\)",
     ) as e:
         fetch(make_client(clock, disconnected_max_wait=20.0), tmp_path / "q.ndjson")
     assert "disconnected_max_wait" in str(e.value) and "ThetaTerminalv3.jar" in str(e.value)

@@ -159,3 +159,39 @@ def test_allowed_values_are_the_registrys() -> None:
     assert props["datasets"]["items"]["enum"] == list(datasets.DATASETS)
     assert props["symbols"]["items"]["enum"] == list(datasets.SYMBOLS)
     assert props["interval"]["enum"] == list(calendar.INTERVAL_SECONDS)
+def test_greeks_inputs_default_coerce_and_refuse_in_one_line(tmp_path: Path) -> None:
+    assert load(tmp_path).greeks == datasets.Greeks("sofr", "latest", None, None)
+    cfg = load(tmp_path, greeks={"version": 1, "rate_value": "4.5"})  # YAML `1`, --config strings
+    assert cfg.greeks == datasets.Greeks("sofr", "1", 4.5, None)
+    with pytest.raises(ConfigError, match=r"^greeks.rate_type libor: not one of sofr, treasury_m1"):
+        load(tmp_path, greeks={"rate_type": "libor"})
+    with pytest.raises(ConfigError, match=r"^greeks.version 2: not one of latest, 1$"):
+        load(tmp_path, greeks={"version": "2"})
+    with pytest.raises(ConfigError, match=r"^greeks: unknown key dividend; allowed keys: annual_dividend"):
+        load(tmp_path, greeks={"dividend": 1})
+
+
+def test_shipped_schema_documents_every_greeks_key_with_a_default() -> None:
+    keys = config.schema()["properties"]["greeks"]["properties"]
+    assert set(keys) == {"rate_type", "version", "rate_value", "annual_dividend"}
+    assert all("description" in spec and "default" in spec for spec in keys.values())
+    assert {k: spec["default"] for k, spec in keys.items()} == config.DEFAULTS["greeks"]
+    shipped = config.read_yaml(REPO / "config" / "config.yaml")["greeks"]
+    assert shipped == config.DEFAULTS["greeks"]
+
+
+def test_localhost_alone_is_allowed(tmp_path: Path) -> None:
+    assert load(tmp_path, terminal_url="http://localhost:25503").terminal_url == "http://localhost:25503"
+
+
+def test_ohlc_and_eod_history_starts_2016(tmp_path: Path) -> None:
+    for name in ("ohlc", "eod"):
+        with pytest.raises(
+            ConfigError, match=rf"start_date 2015-12-31: before the history of {name} \(starts 2016-01-01\)"
+        ):
+            config.load(
+                {"start_date": "2015-12-31", "end_date": "2016-01-05", "datasets": [name]},
+                base=tmp_path,
+                today=NOW,
+            )
+    assert load(tmp_path, start_date="2016-01-04", datasets=["ohlc", "eod"]).start == dt.date(2016, 1, 4)

@@ -784,3 +784,35 @@ def test_rebuild_from_archive_matches_the_ledger_built_from_events(tmp_path: Pat
         assert from_events.day(DS, "2024-01-08").status == "failed"
         with pytest.raises(ValueError, match="not one of"):
             rebuilt.rebuild_from_archive(archive, ["../etc"])
+
+
+def test_note_beside_the_status_and_an_older_ledger_gains_the_column(tmp_path: Path) -> None:
+    db, outcomes = tmp_path / "ledger.sqlite", tmp_path / "outcomes"
+    with sqlite3.connect(db) as con:  # a ledger written before the note column existed
+        for statement in ledger_module._SCHEMA:
+            con.execute(statement)  # version 1's statements: no note column
+        con.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+        con.execute(
+            "INSERT INTO days (dataset, day, status, updated) VALUES ('ohlc', '2024-01-02', 'success', 'x')"
+        )
+    with sqlite3.connect(db) as con:
+        assert "note" not in {row[1] for row in con.execute("PRAGMA table_info(days)")}
+    with Ledger(db) as led:
+        assert led.day("ohlc", "2024-01-02").note is None  # type: ignore[union-attr]
+        run_start(outcomes, "r1", ["2024-01-03", "2024-01-04"])
+        assemble(outcomes, "r1", "2024-01-03", note="12 of 40 listed contracts not answered (no trades)")
+        assemble(
+            outcomes,
+            "r1",
+            "2024-01-04",
+            status="no_data",
+            rows=0,
+            note="no data: the listing answered empty 200",
+        )
+        led.sync(outcomes)
+        assert [row.note for row in led.days(dataset=DS)] == [
+            "12 of 40 listed contracts not answered (no trades)",
+            "no data: the listing answered empty 200",
+        ]
+    with Ledger(db) as again:  # opening twice adds nothing twice
+        assert again.day(DS, "2024-01-04").status == "no_data"  # type: ignore[union-attr]

@@ -165,7 +165,9 @@ def cmd_gaps(args: argparse.Namespace) -> int:
         for kind, entry in kinds.items():
             for first, last, count in entry["ranges"]:
                 span = first if first == last else f"{first} .. {last}"
-                extra = f"  {gaps.errors[(ds, first)]}" if kind == "failed" and first == last else ""
+                # A failed range shows its first day's error (one failed listing fails them all).
+                cause = gaps.errors.get((ds, first)) if kind == "failed" else None
+                extra = "" if cause is None else f"  {'' if first == last else first + ': '}{cause}"
                 lines.append(f"  {labels[kind]:<20} {span} ({count} session{'s' * (count != 1)}){extra}")
     est = data["estimate"]
     lines.append(

@@ -357,9 +357,9 @@ class ThetaClient:
                 why = f"terminal not CONNECTED after {limit:g} s of polling (last status {state!r})"
                 if gone is not None:
                     raise TerminalUnreachable(
-                        f"no terminal answers at {self._root.removesuffix('/v3')} for {limit:g} s "
-                        f"(retry.disconnected_max_wait): start ThetaTerminal (java -jar ThetaTerminalv3.jar) "
-                        f"or fix terminal_url, then run again"
+                        f"no terminal answers at {self._root.removesuffix('/v3')} within "
+                        f"retry.disconnected_max_wait ({limit:g} s): start ThetaTerminal "
+                        f"(java -jar ThetaTerminalv3.jar) or fix terminal_url, then run again"
                     )
                 raise budget.exhausted(full, f"{cause}; {why}", attempt, "disconnected_max_wait")
             self._sleep(policy.disconnected_poll)

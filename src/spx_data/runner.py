@@ -214,7 +214,9 @@ def run_snakemake(
             if tick is not None:
                 tick()
             if work is not None and run_id is not None and outage.marker(work, run_id).exists():
-                proc.terminate()  # Snakemake stops its jobs and runs its onerror handler
+                # As Ctrl-C does: Snakemake cancels its jobs and runs its onerror handler (a SIGTERM
+                # only asks it to finish the running jobs, and was seen to leave it waiting for good).
+                proc.send_signal(signal.SIGINT)
                 return
 
     env = {**os.environ, outcomes.RUN_ID_ENV: run_id} if run_id else None
