@@ -256,12 +256,14 @@ def _run(args: argparse.Namespace, overrides: dict[str, Any], targets: Sequence[
             " (free space or pass --ignore-disk)",
         )
     all_overrides = {**_snakemake_overrides(args), **overrides}
-    base = runner.snakemake_command(args.cores, all_overrides, configfile=args.config_file)
+    cores = args.cores if args.cores or args.profile else 4
+    profile = ["--profile", str(project / "profiles" / args.profile)] if args.profile else []
+    base = runner.snakemake_command(cores, all_overrides, configfile=args.config_file)
     if runner.unlock_if_stale(project, base):
         print("removed a stale Snakemake lock (no Snakemake process held it)")
     cmd = runner.snakemake_command(
-        args.cores, all_overrides, configfile=args.config_file, targets=targets,
-        extra=["--rerun-incomplete", "--keep-going", "--resources", f"api={cfg.api_concurrency}"],
+        cores, all_overrides, configfile=args.config_file, targets=targets,
+        extra=["--rerun-incomplete", "--keep-going", "--resources", f"api={cfg.api_concurrency}", *profile],
     )  # fmt: skip
     print(
         f"{len(pairs)} day-files to archive ({cfg.start} .. {cfg.end}); snakemake log in {cfg.work / 'logs'}"
@@ -422,6 +424,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- parser
 
 
+def _cluster_profiles() -> list[str]:
+    """What `run --profile` takes: every profile but `default`, which Snakemake applies by itself."""
+    found = (config_mod.PROJECT_DIR / "profiles").iterdir()
+    return sorted(p.name for p in found if p.is_dir() and p.name != "default")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument(
@@ -451,7 +459,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_gaps)
 
     run_opts = _Parser(add_help=False)
-    run_opts.add_argument("--cores", type=int, default=4)
+    run_opts.add_argument(
+        "--cores",
+        type=int,
+        help="jobs at once (default 4); with --profile: CPUs per cluster job (default: the profile's)",
+    )
+    run_opts.add_argument(
+        "--profile",
+        choices=_cluster_profiles(),
+        help="run on a cluster (profiles/NAME, see profiles/README.md)",
+    )
     run_opts.add_argument("--ignore-disk", action="store_true", help="skip the free-disk preflight")
 
     r = sub.add_parser("run", parents=[common, run_opts], help="fill every gap through Snakemake")

@@ -41,7 +41,7 @@ def config_args(overrides: Mapping[str, object]) -> list[str]:
 
 
 def snakemake_command(
-    cores: int,
+    cores: int | None,
     overrides: Mapping[str, object],
     *,
     configfile: Path | None = None,
@@ -56,9 +56,9 @@ def snakemake_command(
         *targets,
         "--snakefile",
         str(PROJECT_DIR / "Snakefile"),
-        "--cores",
-        str(cores),
     ]
+    if cores is not None:  # None: the profile's (a cluster profile's cores cap each cluster job)
+        cmd += ["--cores", str(cores)]
     if configfile is not None:
         cmd += ["--configfile", str(configfile)]
     return cmd + config_args(overrides) + list(extra)
