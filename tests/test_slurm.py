@@ -1,15 +1,16 @@
 """End to end on a real SLURM: `snakemake --profile profiles/slurm` against the simulator, in both
 cluster modes (with and without job accounting), with one group job cancelled mid-run.
 
-Needs an idle SLURM node (`.ci/slurm up` makes one); skipped with the reason otherwise. Every test here
-shares the one cluster, so they run one after another on one xdist worker.
+Needs an idle SLURM node (`.ci/slurm up` makes one); skipped with the reason otherwise.
 """
 
 from __future__ import annotations
 
+import fcntl
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -44,7 +45,6 @@ def no_cluster_reason() -> str | None:
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.xdist_group("slurm"),
     pytest.mark.skipif(no_cluster_reason() is not None, reason=str(no_cluster_reason())),
 ]
 
@@ -53,17 +53,24 @@ def accounting_on() -> bool:
     return subprocess.run(["sacct", "-n", "-X"], capture_output=True).returncode == 0
 
 
-@pytest.fixture(scope="module", params=["plain", "accounting"])
+@pytest.fixture(params=["plain", "accounting"])
 def cluster_mode(request: pytest.FixtureRequest) -> Iterator[str]:
-    """The cluster in the wanted mode: switched by `.ci/slurm` when it runs the cluster, else as found."""
+    """The cluster in the wanted mode: switched by `.ci/slurm` when it runs the cluster, else as found.
+
+    Held under a machine-wide lock: xdist may hand the two modes to two workers, and any other pytest
+    run on this machine shares the one cluster too."""
     mode: str = request.param
-    managed = subprocess.run([str(SCRIPT), "mode"], capture_output=True, text=True).stdout.strip()
-    if managed and managed != mode:
-        subprocess.run([str(SCRIPT), "up", *(["--accounting"] if mode == "accounting" else [])], check=True)
-    elif not managed and accounting_on() != (mode == "accounting"):
-        pytest.skip(f"this SLURM is not run by .ci/slurm and has no {mode} mode to switch to")
-    assert accounting_on() == (mode == "accounting")
-    yield mode
+    with open(Path(tempfile.gettempdir()) / "spx-data-slurm-tests.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        managed = subprocess.run([str(SCRIPT), "mode"], capture_output=True, text=True).stdout.strip()
+        if managed and managed != mode:
+            subprocess.run(
+                [str(SCRIPT), "up", *(["--accounting"] if mode == "accounting" else [])], check=True
+            )
+        elif not managed and accounting_on() != (mode == "accounting"):
+            pytest.skip(f"this SLURM is not run by .ci/slurm and has no {mode} mode to switch to")
+        assert accounting_on() == (mode == "accounting")
+        yield mode
 
 
 def job_states(ids: list[str], mode: str) -> dict[str, str]:
