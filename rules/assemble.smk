@@ -2,6 +2,8 @@
 
 
 rule assemble:
+    group:
+        "assemble-{dataset}"
     input:
         unpack(assemble_inputs),
     output:

@@ -159,6 +159,8 @@ def test_allowed_values_are_the_registrys() -> None:
     assert props["datasets"]["items"]["enum"] == list(datasets.DATASETS)
     assert props["symbols"]["items"]["enum"] == list(datasets.SYMBOLS)
     assert props["interval"]["enum"] == list(calendar.INTERVAL_SECONDS)
+
+
 def test_greeks_inputs_default_coerce_and_refuse_in_one_line(tmp_path: Path) -> None:
     assert load(tmp_path).greeks == datasets.Greeks("sofr", "latest", None, None)
     cfg = load(tmp_path, greeks={"version": 1, "rate_value": "4.5"})  # YAML `1`, --config strings

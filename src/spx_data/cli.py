@@ -281,11 +281,15 @@ def _run(
             " (free space or pass --ignore-disk)",
         )
     all_overrides = {**_snakemake_overrides(args), **overrides}
-    base = runner.snakemake_command(args.cores, all_overrides, configfile=args.config_file)
+    cores = args.cores if args.cores or args.profile else 4
+    profile = _cluster_profile(args)
+    base = runner.snakemake_command(cores, all_overrides, configfile=args.config_file)
     if runner.unlock_if_stale(args.project, base):
         print("removed a stale Snakemake lock (no Snakemake process held it)")
     # Nothing beyond plain `snakemake`: the profile and the Snakefile set keep-going, rerun-incomplete, api.
-    cmd = runner.snakemake_command(args.cores, all_overrides, configfile=args.config_file, targets=targets)
+    cmd = runner.snakemake_command(
+        cores, all_overrides, configfile=args.config_file, targets=targets, extra=profile
+    )
     print(
         f"{len(pairs)} day-files to archive ({cfg.start} .. {cfg.end}); snakemake log in {cfg.work / 'logs'}"
     )
@@ -485,6 +489,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- parser
 
 
+def _cluster_profile(args: argparse.Namespace) -> list[str]:
+    """`--profile NAME` as Snakemake options: one of the project's profiles but `default`, which
+    Snakemake applies by itself."""
+    if not args.profile:
+        return []
+    root = args.project / "profiles"
+    found = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != "default")
+    if args.profile not in found:
+        raise ConfigError(f"--profile {args.profile}: not one of {', '.join(found) or '(none)'} in {root}")
+    return ["--profile", str(root / args.profile)]
+
+
 def build_parser() -> argparse.ArgumentParser:
     overrides = _Parser(add_help=False)
     overrides.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
@@ -520,7 +536,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_gaps)
 
     run_opts = _Parser(add_help=False)
-    run_opts.add_argument("--cores", type=_cores, default=4)
+    run_opts.add_argument(
+        "--cores",
+        type=_cores,
+        help="jobs at once (default 4); with --profile: CPUs per cluster job (default: the profile's)",
+    )
+    run_opts.add_argument(
+        "--profile",
+        help="run on a cluster (the project's profiles/NAME, e.g. slurm; see profiles/README.md)",
+    )
     run_opts.add_argument("--ignore-disk", action="store_true", help="skip the free-disk preflight")
 
     r = sub.add_parser("run", parents=[common, run_opts], help="fill every gap through Snakemake")

@@ -42,18 +42,21 @@ def config_args(overrides: Mapping[str, object]) -> list[str]:
 
 
 def snakemake_command(
-    cores: int,
+    cores: int | None,
     overrides: Mapping[str, object],
     *,
     configfile: Path | None = None,
     targets: Sequence[str] = (),
+    extra: Sequence[str] = (),
 ) -> list[str]:
     # Targets first: options such as --config and --resources take every word that follows them.
     # Run in the project folder, where Snakemake finds the project's own Snakefile and profile.
-    cmd = [sys.executable, "-m", "snakemake", *targets, "--cores", str(cores)]
+    cmd = [sys.executable, "-m", "snakemake", *targets]
+    if cores is not None:  # None: the profile's (a cluster profile's cores cap each cluster job)
+        cmd += ["--cores", str(cores)]
     if configfile is not None:
         cmd += ["--configfile", str(configfile)]
-    return cmd + config_args(overrides)
+    return cmd + [*extra, *config_args(overrides)]
 
 
 def snakemake_pids(directory: Path, configfile: Path | None = None) -> list[int]:
