@@ -8,7 +8,7 @@ import sys
 import time
 
 from spx_data import config as spx_config
-from spx_data import listing, outcomes, plan
+from spx_data import listing, migrate, outcomes, plan
 from spx_data.errors import ConfigError
 
 try:
@@ -18,6 +18,9 @@ except ConfigError as e:
 
 LAYOUT = CFG.layout
 PLAN = plan.build(CFG)
+if workflow.is_main_process and workflow.executor_plugin is not None and not workflow.dryrun:
+    # A writing run (not -n, --lint or a job's own parse) renames sidecars of the legacy name.
+    migrate.rename_legacy_sidecars(LAYOUT, CFG.datasets)
 # One id per run, inherited by every job process through the environment.
 os.environ.setdefault(outcomes.RUN_ID_ENV, f"{time.strftime('%Y%m%dT%H%M%S')}-{socket.gethostname()}-{os.getpid()}")
 RUN_ID = os.environ[outcomes.RUN_ID_ENV]

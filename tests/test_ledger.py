@@ -26,6 +26,7 @@ import pytest
 from spx_data import ledger as ledger_module
 from spx_data.ledger import STATUSES, DayRow, Ledger
 from spx_data.outcomes import RUN_ID_ENV, write_event
+from spx_data.paths import Layout
 
 DS = "quote"
 EVIL = "'); DROP TABLE days;--"
@@ -719,18 +720,19 @@ def test_refresh_settles_a_killed_run_for_the_next_reader(tmp_path: Path, outcom
 def _write_day(
     archive: Path, day: str, table: pa.Table, footer: dict[str, str] | None, sidecar: bool
 ) -> Path:
-    folder = archive / DS / f"date={day}"
-    folder.mkdir(parents=True)
-    path = folder / f"spx-{DS}-{day}.parquet"
+    layout = Layout(archive, archive.parent / "work")
+    path = layout.parquet(DS, day)
+    path.parent.mkdir(parents=True)
     pq.write_table(table.replace_schema_metadata(footer), path)
     if sidecar:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        (folder / f"{path.name}.sha256").write_text(f"{digest}  {path.name}\n")
+        layout.sidecar(DS, day).write_text(f"{digest}  {path.name}\n")
     return path
 
 
 def test_rebuild_from_archive_matches_the_ledger_built_from_events(tmp_path: Path, outcomes: Path) -> None:
     archive = tmp_path / "archive"
+    layout = Layout(archive, tmp_path / "work")
     table = pa.table({"strike": pa.array([4000, 4005, 4010], pa.int64())})
     ok = _write_day(archive, "2024-01-02", table, {"spx_data.status": "success", "spx_data.rows": "3"}, True)
     empty = _write_day(
@@ -741,7 +743,7 @@ def test_rebuild_from_archive_matches_the_ledger_built_from_events(tmp_path: Pat
     torn = archive / DS / "date=2024-01-08" / f"spx-{DS}-2024-01-08.parquet"
     torn.parent.mkdir()
     torn.write_bytes(b"PAR1 not really")
-    (torn.parent / f"{torn.name}.sha256").write_text(f"{'0' * 64}  {torn.name}\n")
+    layout.legacy_sidecar(DS, "2024-01-08").write_text(f"{'0' * 64}  {torn.name}\n")
     (archive / DS / "date=2024-01-09").mkdir()  # an empty folder: nothing to say
     (archive / DS / "date=2024-01-10").mkdir()
     (archive / DS / "date=2024-01-10" / f".spx-{DS}-2024-01-10.parquet.tmp").write_bytes(b"x")
@@ -759,7 +761,7 @@ def test_rebuild_from_archive_matches_the_ledger_built_from_events(tmp_path: Pat
     emit(outcomes, "r1", "run_end", ok=False)
     with Ledger(tmp_path / "events.sqlite") as from_events, Ledger(tmp_path / "rebuilt.sqlite") as rebuilt:
         from_events.sync(outcomes)
-        assert rebuilt.rebuild_from_archive(archive, [DS]) == 5
+        assert rebuilt.rebuild_from_archive(layout, [DS]) == 5
         assert (
             statuses(rebuilt)
             == statuses(from_events)
@@ -779,8 +781,8 @@ def test_rebuild_from_archive_matches_the_ledger_built_from_events(tmp_path: Pat
         assert rebuilt.day(DS, "2024-01-08").last_error == "incomplete file in archive"
 
         # rebuilding over a ledger that has history keeps its attempt counts
-        assert from_events.rebuild_from_archive(archive, [DS]) == 5
+        assert from_events.rebuild_from_archive(layout, [DS]) == 5
         assert from_events.day(DS, "2024-01-02").attempts == 1
         assert from_events.day(DS, "2024-01-08").status == "failed"
         with pytest.raises(ValueError, match="not one of"):
-            rebuilt.rebuild_from_archive(archive, ["../etc"])
+            rebuilt.rebuild_from_archive(layout, ["../etc"])

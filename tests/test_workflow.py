@@ -117,7 +117,7 @@ def test_kill_9_at_several_points_then_rerun_incomplete(
         # Whatever exists under a final name is complete: every parquet opens and matches its sidecar.
         for parquet in project.archive.rglob("*.parquet"):
             pq.read_metadata(parquet)
-            sidecar = parquet.with_name(parquet.name + ".sha256")
+            sidecar = parquet.with_name(f"_{parquet.name}.sha256")
             if sidecar.exists():
                 assert read_sidecar(sidecar)[0] == hashlib.sha256(parquet.read_bytes()).hexdigest()
         project.snakemake("--unlock")

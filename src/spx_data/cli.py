@@ -403,7 +403,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     if args.action == "rebuild":
         cfg.ledger.unlink(missing_ok=True)
         with Ledger(cfg.ledger) as ledger:
-            n = ledger.rebuild_from_archive(cfg.archive, cfg.datasets)
+            n = ledger.rebuild_from_archive(cfg.layout, cfg.datasets)
         print(f"rebuilt {cfg.ledger} from {n} archived files")
         return OK
     with Ledger(cfg.ledger) as ledger:

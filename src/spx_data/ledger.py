@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from spx_data.errors import SpxDataError
 from spx_data.outcomes import read_events
-from spx_data.paths import check_dataset, check_date
+from spx_data.paths import Layout, check_dataset
 
 log = logging.getLogger(__name__)
 
@@ -285,16 +285,17 @@ class Ledger:
         with self._transaction() as cur:
             cur.execute(_OPERATOR, (dataset, day, status, rows, bytes, sha256, error_class, error, _now()))
 
-    def rebuild_from_archive(self, archive: Path, datasets: Iterable[str]) -> int:
+    def rebuild_from_archive(self, layout: Layout, datasets: Iterable[str]) -> int:
         """Set every day that has a parquet in the archive from its file; returns days written.
 
         Days the ledger knows but the archive has no parquet for are left as they are.
         """
         names = [check_dataset(dataset) for dataset in datasets]  # before any becomes a path part
         found = [
-            _archived_day(dataset, day, parquet)
+            _archived_day(layout, dataset, day)
             for dataset in names
-            for day, parquet in _archive_files(Path(archive), dataset)
+            for day in layout.archived_days(dataset)
+            if layout.parquet(dataset, day).is_file()
         ]
         now = _now()
         with self._transaction() as cur:
@@ -576,22 +577,11 @@ def _alive(pid: int | None, host: str | None, started: str | None) -> bool:
     return dt.datetime.now(dt.UTC) - since < _OTHER_HOST_MAX_AGE
 
 
-def _archive_files(archive: Path, dataset: str) -> Iterator[tuple[str, Path]]:
-    for day_dir in sorted((archive / dataset).glob("date=*")):
-        day = day_dir.name.removeprefix("date=")
-        try:
-            check_date(day)
-        except ValueError:
-            continue
-        parquet = day_dir / f"spx-{dataset}-{day}.parquet"
-        if parquet.is_file():
-            yield day, parquet
-
-
-def _archived_day(dataset: str, day: str, parquet: Path) -> tuple[Any, ...]:
+def _archived_day(layout: Layout, dataset: str, day: str) -> tuple[Any, ...]:
     """(dataset, day, status, rows, bytes, sha256, error_class, error) as the file shows it."""
     incomplete = (dataset, day, "failed", None, None, None, "IncompleteFile", "incomplete file in archive")
-    sidecar = parquet.with_name(parquet.name + ".sha256")
+    parquet = layout.parquet(dataset, day)
+    sidecar = layout.any_sidecar(dataset, day) or layout.sidecar(dataset, day)
     try:
         metadata = pq.read_metadata(parquet)
         sha256 = sidecar.read_text().split()[0]

@@ -11,6 +11,13 @@ from spx_data.datasets import DATASETS, SYMBOLS
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
+# The storage contract's names. The sidecar starts with "_" so dataset readers (pyarrow, pandas, Spark)
+# skip it, while `sha256sum -c *.sha256` still finds it; its content names the parquet file.
+_DAY_DIR = "{dataset}/date={day}"
+_PARQUET = "spx-{dataset}-{day}.parquet"
+_SIDECAR = "_" + _PARQUET + ".sha256"
+_LEGACY_SIDECAR = _PARQUET + ".sha256"  # archives written before issue 15; renamed by the next run
+
 
 def check_dataset(name: str) -> str:
     if name not in DATASETS:
@@ -35,6 +42,14 @@ def check_date(value: str) -> str:
     return value
 
 
+def _is_date(value: str) -> bool:
+    try:
+        check_date(value)
+    except ValueError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Layout:
     """The archive (what users query) and the work area (listings, NDJSON, job outcomes)."""
@@ -43,13 +58,41 @@ class Layout:
     work: Path
 
     def day_dir(self, dataset: str, day: str) -> Path:
-        return self.archive / check_dataset(dataset) / f"date={check_date(day)}"
+        return self.archive / _DAY_DIR.format(dataset=check_dataset(dataset), day=check_date(day))
 
     def parquet(self, dataset: str, day: str) -> Path:
-        return self.day_dir(dataset, day) / f"spx-{dataset}-{day}.parquet"
+        return self.day_dir(dataset, day) / _PARQUET.format(dataset=dataset, day=day)
 
     def sidecar(self, dataset: str, day: str) -> Path:
-        return self.day_dir(dataset, day) / f"spx-{dataset}-{day}.parquet.sha256"
+        return self.day_dir(dataset, day) / _SIDECAR.format(dataset=dataset, day=day)
+
+    def legacy_sidecar(self, dataset: str, day: str) -> Path:
+        """The sidecar's name before issue 15: still a finished day, until a run renames it."""
+        return self.day_dir(dataset, day) / _LEGACY_SIDECAR.format(dataset=dataset, day=day)
+
+    def any_sidecar(self, dataset: str, day: str) -> Path | None:
+        """The day's sidecar under its current or its legacy name, if either exists."""
+        for path in (self.sidecar(dataset, day), self.legacy_sidecar(dataset, day)):
+            if path.exists():
+                return path
+        return None
+
+    def patterns(self) -> tuple[str, str]:
+        """(parquet, sidecar) with `{dataset}` and `{day}` wildcards, for the Snakemake rule outputs."""
+        folder = self.archive / _DAY_DIR
+        return str(folder / _PARQUET), str(folder / _SIDECAR)
+
+    def archived_days(self, dataset: str) -> list[str]:
+        """Days with a folder in the archive, oldest first (folders whose name is not a date are skipped)."""
+        root = self.archive / check_dataset(dataset)
+        if not root.is_dir():
+            return []
+        days = [p.name.removeprefix("date=") for p in root.iterdir() if p.name.startswith("date=")]
+        return sorted(d for d in days if _is_date(d))
+
+    def listing_marker(self, run_id: str) -> Path:
+        """The listing step's per-run output; removed when the run ends."""
+        return self.work / "listings" / f".batch-{run_id}.json"
 
     def listing(self, day: str) -> Path:
         """The cached contract listing of a day: written once, never rewritten."""

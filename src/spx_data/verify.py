@@ -22,16 +22,10 @@ class Problem:
     problem: str
 
 
-def _archived_days(cfg: Config, dataset: str) -> list[str]:
-    root = cfg.archive / dataset
-    if not root.is_dir():
-        return []
-    return sorted(p.name.removeprefix("date=") for p in root.iterdir() if p.name.startswith("date="))
-
-
 def count_archived(cfg: Config) -> int:
+    layout = cfg.layout
     return sum(
-        1 for ds in cfg.datasets for day in _archived_days(cfg, ds) if cfg.layout.parquet(ds, day).exists()
+        1 for ds in cfg.datasets for day in layout.archived_days(ds) if layout.parquet(ds, day).exists()
     )
 
 
@@ -43,8 +37,9 @@ def verify_archive(cfg: Config, ledger: Any) -> list[Problem]:
     problems: list[Problem] = []
     for ds in cfg.datasets:
         dataset = datasets.get(ds)
-        for day in _archived_days(cfg, ds):
-            parquet, sidecar = cfg.layout.parquet(ds, day), cfg.layout.sidecar(ds, day)
+        for day in cfg.layout.archived_days(ds):
+            parquet = cfg.layout.parquet(ds, day)
+            sidecar = cfg.layout.any_sidecar(ds, day) or cfg.layout.sidecar(ds, day)
             folder = parquet.parent
             for stray in folder.glob(".*.tmp"):
                 problems.append(Problem(ds, day, stray, "temporary file left behind"))
