@@ -355,6 +355,32 @@ def test_events_without_run_start_create_days(led: Ledger, outcomes: Path) -> No
 # -- idempotency and robustness -----------------------------------------------------------------------
 
 
+def test_a_late_failure_of_a_job_older_than_the_success_changes_only_history(
+    led: Ledger, outcomes: Path
+) -> None:
+    """An orphaned job of a dead run fails after a newer run archived the day: the day stays success."""
+    run_start(outcomes, "old", ["2024-01-02"], pid=_dead_pid())
+    emit(outcomes, "old", "assemble_start", dataset=DS, day="2024-01-02")
+    fetch(outcomes, "old", "2024-01-02")
+    run_start(outcomes, "new", ["2024-01-02"])
+    assemble(outcomes, "new", "2024-01-02", sha256="cd" * 32)
+    # Both orphans started an hour ago, long before the new run's success.
+    late = {"error": "late", "seconds": 3600}
+    fetch(outcomes, "old", "2024-01-02", status="ok", **late)
+    fetch(outcomes, "old", "2024-01-02", status="failed", error_class="ReadTimeout", **late)
+    assemble(outcomes, "old", "2024-01-02", status="failed", error_class="OSError", **late)
+    led.refresh(outcomes)
+    row = led.day(DS, "2024-01-02")
+    assert row is not None and (row.status, row.sha256, row.attempts) == ("success", "cd" * 32, 1)
+    old = [a for a in led.attempts(DS, "2024-01-02") if a["run_id"] == "old"]
+    assert [(a["status"], a["error_class"]) for a in old] == [("failed", "OSError")]
+
+    # A job that starts after the success and fails is news: the day fails.
+    assemble(outcomes, "new", "2024-01-02", status="failed", error_class="OSError", error="now", seconds=0.0)
+    led.refresh(outcomes)
+    assert led.day(DS, "2024-01-02").status == "failed"
+
+
 def _snapshot(path: Path) -> dict[str, list[tuple[Any, ...]]]:
     db = sqlite3.connect(path)
     tables = ("runs", "days", "attempts", "requests", "events")

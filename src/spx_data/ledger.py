@@ -11,6 +11,8 @@ How a day moves within one run (attempt rows keep one try each; `stage` says whi
 - An assemble outcome closes the attempt as success / no_data / failed.
 - run_end (or a dead run found by `resolve_dead_runs`) fails whatever is still queued or processing.
 A run that has ended never moves a day back to `processing` (orphaned jobs may still write events).
+A fetch or a failed assembly whose job started before the day's success was recorded is an orphan's
+late news (its run died, a newer run finished the day): it joins the history, the day stays as it is.
 """
 
 from __future__ import annotations
@@ -406,8 +408,9 @@ def _on_fetch(cur: sqlite3.Cursor, event: dict[str, Any]) -> None:
         _INSERT_REQUEST, (_text(event["id"]), run_id, dataset, day, *request, *sizes, error_class, error, at)
     )
     attempt_id, state = _attempt_state(cur, run_id, dataset, day)
+    stale = _older_than_success(cur, dataset, day, at, seconds)
     if status != "failed":
-        if state == "none" and _run_open(cur, run_id):
+        if state == "none" and _run_open(cur, run_id) and not stale:
             cur.execute(_INSERT_ATTEMPT, (run_id, dataset, day, at, "processing", *[None] * 7, "fetch"))
             cur.execute(_PROCESSING, (dataset, day, run_id, at))
         return
@@ -419,7 +422,8 @@ def _on_fetch(cur: sqlite3.Cursor, event: dict[str, Any]) -> None:
         cur.execute(_CLOSE_ATTEMPT, (*closing, attempt_id))
     else:
         return  # already failed (first error kept) or assembled in this run
-    cur.execute(_FETCH_FAILED, (dataset, day, error_class, error, run_id, at))
+    if not stale:
+        cur.execute(_FETCH_FAILED, (dataset, day, error_class, error, run_id, at))
 
 
 def _on_assemble_start(cur: sqlite3.Cursor, event: dict[str, Any]) -> None:
@@ -447,6 +451,8 @@ def _on_assemble(cur: sqlite3.Cursor, event: dict[str, Any]) -> None:
         cur.execute(_CLOSE_ATTEMPT, (*closing, attempt_id))
     else:
         cur.execute(_INSERT_ATTEMPT, (run_id, dataset, day, at, *closing))
+    if failed and _older_than_success(cur, dataset, day, at, result[2]):
+        return
     cur.execute(
         _OUTCOME, (dataset, day, status, 0 if counted else 1, *result, error_class, error, run_id, at)
     )
@@ -494,6 +500,20 @@ def _attempt_state(cur: sqlite3.Cursor, run_id: str, dataset: str, day: str) -> 
     if finished is None:
         return attempt_id, "open"
     return attempt_id, "assembled" if stage == "assemble" else "closed"
+
+
+def _older_than_success(cur: sqlite3.Cursor, dataset: str, day: str, at: str, seconds: Any) -> bool:
+    """Whether the job behind an event (ended `at`, ran `seconds`) started before the day's success."""
+    sql = "SELECT status, updated FROM days WHERE dataset = ? AND day = ?"
+    row = cur.execute(sql, (dataset, day)).fetchone()
+    if row is None or row[0] not in ("success", "no_data"):
+        return False
+    return _utc(row[1]) > _utc(at) - dt.timedelta(seconds=float(seconds or 0))
+
+
+def _utc(text: str) -> dt.datetime:
+    when = dt.datetime.fromisoformat(text)
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def _run_open(cur: sqlite3.Cursor, run_id: str) -> bool:
