@@ -97,7 +97,7 @@ def main() -> None:
             f"{len(sessions)} sessions × {len(DATASETS)} datasets, {len(archived)} day-files archived, "
             f"ledger {size:.0f} MiB with {n_requests:,} request rows"
         )
-        cfg = ["--config-file", str(cfg_path)]
+        cfg = ["--config-file", str(cfg_path), "--directory", str(PROJECT)]
         floor = best_of([SPX_DATA, "--help"], root)
         dry = best_of(
             [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(PROJECT / "Snakefile"),

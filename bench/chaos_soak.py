@@ -69,7 +69,7 @@ def kill_at(project: Project, jobs: int, *args: str) -> tuple[int | None, float]
     started = time.monotonic()
     proc = subprocess.Popen(
         project.snakemake_argv(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
+        start_new_session=True, cwd=project.root,
     )  # fmt: skip
     while proc.poll() is None:
         if jobs_started(project) >= jobs:

@@ -17,6 +17,10 @@ except ConfigError as e:
     sys.exit(f"spx-data: config: {e}")
 
 LAYOUT = CFG.layout
+# One setting for the tier: `api_concurrency` caps requests in flight for plain `snakemake` as well;
+# `--resources api=N` on the command line still overrides it for one run.
+if "api" not in workflow.global_resources:
+    workflow.register_resource("api", CFG.api_concurrency)
 PLAN = plan.build(CFG)
 if workflow.is_main_process and workflow.executor_plugin is not None and not workflow.dryrun:
     # A writing run (not -n, --lint or a job's own parse) renames sidecars of the legacy name.

@@ -5,10 +5,11 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import DEMO_RANGE, Project
+from helpers import DEMO_RANGE, Clone, Project, install_clone
 
 from spx_data.sim.server import SimConfig, Simulator
 from spx_data.sim.testing import running_simulator
@@ -28,6 +29,21 @@ def simulator() -> Iterator[Callable[..., Simulator]]:
     yield start
     for sim in started:
         sim.stop()
+
+
+@pytest.fixture
+def clone(tmp_path: Path) -> Callable[..., Clone]:
+    """A factory: `clone("a", start_date=..., terminal_url=..., retry__max_attempts=1)` returns a fresh
+    clone under tmp_path/a (tracked workflow files, shipped config with its relative paths), each value
+    set with the installed `spx-data config set` as a user would."""
+
+    def make(name: str = "clone", **settings: object) -> Clone:
+        made = Clone(tmp_path / name)
+        install_clone(made.root)
+        made.configure(**settings)
+        return made
+
+    return make
 
 
 @pytest.fixture(scope="session")

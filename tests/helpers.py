@@ -14,8 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from spx_data.config import PROJECT_DIR
-
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # the venv's console scripts: spx-data, snakemake
 DEMO_RANGE = ("2024-11-21", "2024-12-05")  # 10 sessions: holiday 11-28, early close 11-29
 FAST_RETRY = {
     "max_attempts": 12, "base_delay": 0.02, "max_delay": 0.2, "max_total_seconds": 120,
@@ -24,9 +24,66 @@ FAST_RETRY = {
 }  # fmt: skip
 
 
+def workflow_files() -> list[str]:
+    """The tracked files a fresh clone brings to run the workflow (not the package, tests or benches)."""
+    tops = ("Snakefile", "rules/", "config/", "profiles/", "envs/", "scripts/")
+    listed = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True)
+    return [f for f in listed.stdout.splitlines() if f.startswith(tops)]
+
+
+def install_clone(root: Path) -> None:
+    """Make `root` look like a fresh clone of the workflow: the tracked workflow files, shipped config."""
+    for name in workflow_files():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, root / name)
+
+
+def spx_data(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The installed console script, run in `cwd`."""
+    return subprocess.run([str(BIN / "spx-data"), *args], capture_output=True, text=True, cwd=cwd)
+
+
+@dataclass
+class Clone:
+    """A fresh clone in a folder of its own with the shipped config (relative paths), set by the user's
+    own commands; driven by the installed `spx-data` and plain `snakemake` run in that folder."""
+
+    root: Path
+
+    @property
+    def archive(self) -> Path:
+        return self.root / "data" / "archive"
+
+    @property
+    def ledger(self) -> Path:
+        return self.root / "data" / "ledger.sqlite"
+
+    def spx(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+        return _checked(spx_data(*args, cwd=self.root), "spx-data", args, check)
+
+    def snakemake(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([str(BIN / "snakemake"), *args], capture_output=True, text=True, cwd=self.root)
+        return _checked(proc, "snakemake", args, check)
+
+    def configure(self, **values: object) -> None:
+        """`spx-data config set KEY VALUE` for each value (retry__x for retry.x)."""
+        for key, value in values.items():
+            self.spx("config", "set", key.replace("__", "."), str(value), check=True)
+
+
+def _checked(
+    proc: subprocess.CompletedProcess[str], name: str, args: tuple[str, ...], check: bool
+) -> subprocess.CompletedProcess[str]:
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{name} {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+        )
+    return proc
+
+
 @dataclass
 class Project:
-    """A config and working folder of its own; runs the repository's Snakefile against it."""
+    """A config (absolute paths) and a workflow folder of its own (a copy of the tracked workflow)."""
 
     root: Path
     url: str
@@ -48,6 +105,7 @@ class Project:
         return self.root / "config.yaml"
 
     def write_config(self, start: str, end: str, **extra: object) -> None:
+        install_clone(self.root)
         doc = {
             "start_date": start, "end_date": end, "terminal_url": self.url, "api_concurrency": 4,
             "archive_dir": str(self.archive), "work_dir": str(self.work), "ledger_path": str(self.ledger),
@@ -56,23 +114,13 @@ class Project:
         self.config_file.write_text(yaml.safe_dump(doc))
 
     def snakemake_argv(self, *args: str, cores: int = 4) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--snakefile",
-            str(PROJECT_DIR / "Snakefile"),
-            "--directory",
-            str(self.root),
-            "--configfile",
-            str(self.config_file),
-            "--cores",
-            str(cores),
-            *args,
-        ]
+        """Plain snakemake, to be run in the project folder (`cwd=root`)."""
+        return [str(BIN / "snakemake"), "--configfile", str(self.config_file), "--cores", str(cores), *args]
 
     def snakemake(self, *args: str, check: bool = True, cores: int = 4) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(self.snakemake_argv(*args, cores=cores), capture_output=True, text=True)
+        proc = subprocess.run(
+            self.snakemake_argv(*args, cores=cores), capture_output=True, text=True, cwd=self.root
+        )
         if check and proc.returncode != 0:
             raise AssertionError(
                 f"snakemake {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n"
@@ -83,6 +131,7 @@ class Project:
     def copy(self, root: Path, url: str) -> Project:
         """The same project under `root` (archive, listings, ledger), talking to the terminal at `url`."""
         shutil.copytree(self.root / "data", root / "data")
+        install_clone(root)
         other = Project(root, url)
         other.config_file.write_text(self.config_file.read_text().replace(str(self.root), str(root)))
         other.set_config(terminal_url=url)
@@ -93,13 +142,7 @@ class Project:
         self.config_file.write_text(yaml.safe_dump(doc))
 
     def cli(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
-        exe = Path(sys.executable).with_name("spx-data")
-        proc = subprocess.run([str(exe), *args], capture_output=True, text=True, cwd=self.root)
-        if check and proc.returncode != 0:
-            raise AssertionError(
-                f"spx-data {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
-            )
-        return proc
+        return _checked(spx_data(*args, cwd=self.root), "spx-data", args, check)
 
     def archive_digests(self) -> dict[str, str]:
         """Relative path → sha256 of every file under the archive."""
@@ -118,7 +161,7 @@ class Project:
         """Start `snakemake`, kill -9 its whole process group after `seconds`; return its exit status."""
         proc = subprocess.Popen(
             self.snakemake_argv(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True,
+            start_new_session=True, cwd=self.root,
         )  # fmt: skip
         try:
             proc.wait(timeout=seconds)

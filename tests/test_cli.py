@@ -10,9 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import Project, dry_run_jobs
+from helpers import REPO, Project, dry_run_jobs
 
-from spx_data.config import DEFAULT_CONFIG
 from spx_data.sim.server import Simulator
 
 pytestmark = pytest.mark.slow
@@ -111,7 +110,8 @@ def test_not_yaml_config_file(project: Project) -> None:
 
 def test_config_set_keeps_comments_and_validates(tmp_path: Path) -> None:
     cfg = tmp_path / "config.yaml"
-    shutil.copy(DEFAULT_CONFIG, cfg)
+    shutil.copy(REPO / "config" / "config.yaml", cfg)
+    (tmp_path / "Snakefile").touch()  # a project folder
     proc = Project(tmp_path, "").cli("config", "set", "api_concurrency", "8", "--config-file", str(cfg))
     assert proc.returncode == 0, proc.stderr
     text = cfg.read_text()

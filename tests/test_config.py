@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from helpers import REPO
 
 from spx_data import config
 from spx_data.errors import ConfigError
@@ -123,5 +124,5 @@ def test_not_yaml_and_not_a_mapping(tmp_path: Path) -> None:
 
 
 def test_shipped_config_is_valid() -> None:
-    cfg = config.load(config.read_yaml(config.DEFAULT_CONFIG), base=config.PROJECT_DIR)
+    cfg = config.load(config.read_yaml(REPO / "config" / "config.yaml"), base=REPO)
     assert cfg.datasets == ("quote", "greeks_first_order") and cfg.api_concurrency == 4

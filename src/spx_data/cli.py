@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import shutil
 import sys
 import time
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from spx_data import __version__
+from spx_data import __version__, project
 from spx_data import config as config_mod
 from spx_data.errors import ConfigError, SpxDataError, TerminalUnreachable
 
@@ -75,7 +76,15 @@ def _raw_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _config(args: argparse.Namespace) -> config_mod.Config:
-    return config_mod.load(_raw_config(args), base=config_mod.PROJECT_DIR)
+    return config_mod.load(_raw_config(args))
+
+
+def _locate(args: argparse.Namespace) -> None:
+    """Work in the project folder, as Snakemake does in its workdir: config paths then mean (and are
+    spelled) exactly what they mean to the rules. A --config-file path is the user's, relative to the cwd."""
+    args.project = project.find(args.directory)
+    args.config_file = (args.config_file or args.project / project.CONFIG_FILE).absolute()
+    os.chdir(args.project)
 
 
 def _snakemake_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -128,7 +137,7 @@ def cmd_config(args: argparse.Namespace) -> int:
         return OK
     if args.key is None or args.value is None:
         raise Exit(USAGE, "spx-data config set: needs KEY VALUE")
-    configedit.set_value(args.config_file, args.key, args.value)
+    configedit.set_value(args.config_file, args.key, args.value, Path())
     print(f"{args.key} = {args.value}")
     return OK
 
@@ -222,27 +231,32 @@ def cmd_list(args: argparse.Namespace) -> int:
     return OK
 
 
-def _run(args: argparse.Namespace, overrides: dict[str, Any], targets: Sequence[str] = ()) -> int:
-    """Preflight, then plain Snakemake with the project profile; 0 only if every planned day ended well."""
+def _run(
+    args: argparse.Namespace, overrides: dict[str, Any], only: Sequence[tuple[str, str]] | None = None
+) -> int:
+    """Preflight, then plain Snakemake with the project profile (targets: the `only` day-files, else
+    every gap); 0 only if every planned day ended well."""
     from spx_data import estimate, plan, runner
 
     raw = _raw_config(args)
     for key, value in overrides.items():
         raw[key] = value
-    cfg = config_mod.load(raw, base=config_mod.PROJECT_DIR)
-    project = config_mod.PROJECT_DIR
-    if busy := runner.snakemake_pids(project, args.config_file):
+    cfg = config_mod.load(raw)
+    if busy := runner.snakemake_pids(args.project, args.config_file):
         raise Exit(
             BUSY,
-            f"another Snakemake run of {args.config_file} works in {project} (pid {busy[0]}); "
+            f"another Snakemake run of {args.config_file} works in {args.project} (pid {busy[0]}); "
             "wait for it or stop it",
         )
     _require_terminal(cfg)
     the_plan = plan.build(cfg)
     pairs = the_plan.pairs()
-    if targets:
-        wanted = set(targets)
-        pairs = [(ds, d) for ds, d in pairs if str(cfg.layout.parquet(ds, d)) in wanted]
+    targets: list[str] = []
+    if only is not None:
+        wanted = set(only)
+        pairs = [p for p in pairs if p in wanted]
+        # Spelled as the rules spell their outputs (relative to the workdir), or Snakemake has no rule.
+        targets = [str(cfg.layout.parquet(ds, d)) for ds, d in pairs]
     if not pairs:
         print(f"nothing to do: every session {cfg.start} .. {cfg.end} is archived")
         return OK
@@ -257,18 +271,16 @@ def _run(args: argparse.Namespace, overrides: dict[str, Any], targets: Sequence[
         )
     all_overrides = {**_snakemake_overrides(args), **overrides}
     base = runner.snakemake_command(args.cores, all_overrides, configfile=args.config_file)
-    if runner.unlock_if_stale(project, base):
+    if runner.unlock_if_stale(args.project, base):
         print("removed a stale Snakemake lock (no Snakemake process held it)")
-    cmd = runner.snakemake_command(
-        args.cores, all_overrides, configfile=args.config_file, targets=targets,
-        extra=["--rerun-incomplete", "--keep-going", "--resources", f"api={cfg.api_concurrency}"],
-    )  # fmt: skip
+    # Nothing beyond plain `snakemake`: the profile and the Snakefile set keep-going, rerun-incomplete, api.
+    cmd = runner.snakemake_command(args.cores, all_overrides, configfile=args.config_file, targets=targets)
     print(
         f"{len(pairs)} day-files to archive ({cfg.start} .. {cfg.end}); snakemake log in {cfg.work / 'logs'}"
     )
     progress = runner.Progress(set(pairs))
     log = cfg.work / "logs" / f"snakemake-{dt.datetime.now():%Y%m%dT%H%M%S}.log"
-    code = runner.run_snakemake(cmd, project, cfg.layout.outcomes(), progress, log)
+    code = runner.run_snakemake(cmd, args.project, cfg.layout.outcomes(), progress, log)
     with _ledger(cfg) as ledger:
         rows = {p: ledger.day(*p) for p in pairs}
     states = {p: (row.status if row else "missing") for p, row in rows.items()}
@@ -282,10 +294,13 @@ def _run(args: argparse.Namespace, overrides: dict[str, Any], targets: Sequence[
     )
     for ds, day in bad:
         print(f"not archived: {ds} {day} ({states[(ds, day)]})")
-    if code != 0 and not bad:
+    # Nothing ran at all: Snakemake refused the run itself; say why, not just "not archived".
+    reason = runner.refusal(log) if code != 0 and not progress.done else None
+    if reason:
+        print(f"snakemake refused: {reason} (see {log})")
+    elif code != 0 and not bad:
         print(f"snakemake exited {code}; see {log}")
-        return FAILED
-    return FAILED if bad else OK
+    return FAILED if bad or code != 0 else OK
 
 
 def _require_terminal(cfg: config_mod.Config) -> None:
@@ -319,35 +334,34 @@ def _run_newest_first(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
+    """Re-run exactly the (dataset, day) pairs that failed (or had no data, or the given days)."""
     cfg = _config(args)
     with _ledger(cfg) as ledger:
-        if args.all_failed:
-            days = sorted({r.day for r in ledger.days(dataset=args.dataset, status="failed")})
-        elif args.no_data:
-            days = sorted({r.day for r in ledger.days(dataset=args.dataset, status="no_data")})
+        if args.all_failed or args.no_data:
+            status = "failed" if args.all_failed else "no_data"
+            pairs = sorted({(r.dataset, r.day) for r in ledger.days(dataset=args.dataset, status=status)})
         else:
-            days = sorted({d.isoformat() for d in args.dates})
-        if not days:
-            print("nothing to retry")
-            return OK
-        datasets = [args.dataset] if args.dataset else list(cfg.datasets)
-        if args.no_data:
-            _requeue_no_data(cfg, ledger, datasets, days)
-    targets = [str(cfg.layout.parquet(ds, d)) for ds in datasets for d in days]
-    return _run(args, {"start_date": days[0], "end_date": days[-1], "datasets": datasets}, targets)
+            datasets = [args.dataset] if args.dataset else cfg.datasets
+            pairs = sorted({(ds, d.isoformat()) for ds in datasets for d in args.dates})
+    if not pairs:
+        print("nothing to retry")
+        return OK
+    days = sorted(d for _, d in pairs)
+    overrides = {"start_date": days[0], "end_date": days[-1], "datasets": sorted({ds for ds, _ in pairs})}
+    if args.no_data:
+        _require_terminal(cfg)  # before anything moves: no half-done re-check
+        _requeue_no_data(cfg, pairs)
+    return _run(args, overrides, only=pairs)
 
 
-def _requeue_no_data(
-    cfg: config_mod.Config, ledger: Any, datasets: Sequence[str], days: Sequence[str]
-) -> None:
-    """Move no-data day files aside and forget their listing, so the terminal is asked again."""
+def _requeue_no_data(cfg: config_mod.Config, pairs: Sequence[tuple[str, str]]) -> None:
+    """Move no-data day files aside and forget their listing, so the terminal is asked again; the
+    ledger keeps `no_data` until the new outcome arrives."""
     from spx_data.verify import quarantine
 
-    for ds in datasets:
-        for day in days:
-            quarantine(cfg, ds, day, reason="re-check of a no-data day")
-            ledger.set_status(ds, day, "queued")
-    for day in days:
+    for ds, day in pairs:
+        quarantine(cfg, ds, day, reason="re-check of a no-data day")
+    for day in {d for _, d in pairs}:
         cfg.layout.listing(day).unlink(missing_ok=True)
 
 
@@ -423,11 +437,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = _Parser(add_help=False)
+    overrides = _Parser(add_help=False)
+    overrides.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+    common = _Parser(add_help=False, parents=[overrides])
     common.add_argument(
-        "--config-file", type=Path, default=config_mod.DEFAULT_CONFIG, help="default: config/config.yaml"
+        "-d", "--directory", type=Path, help="the project folder (default: the current one), as for snakemake"
     )
-    common.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+    common.add_argument("--config-file", type=Path, help="default: config/config.yaml in the project")
     js = _Parser(add_help=False)
     js.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -490,8 +506,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("sim", help="start the terminal simulator (spx-data sim --help)", add_help=False)
 
-    d = sub.add_parser("demo", parents=[common, run_opts], help="archive 10 sessions from the simulator")
-    d.add_argument("--dir", type=Path, default=Path("demo"), help="where the demo archive goes")
+    d = sub.add_parser("demo", parents=[overrides, run_opts], help="archive 10 sessions from the simulator")
+    d.add_argument("--dir", type=Path, default=Path("demo"), help="the demo's own project folder")
     d.add_argument("--chain", default="tiny", help="simulator chain size")
     d.add_argument("--faults", type=float, default=0.0, help="simulator fault rate per class")
     d.set_defaults(func=cmd_demo)
@@ -517,7 +533,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 check_dataset(args.dataset)
             except ValueError as e:
                 raise Exit(USAGE, f"--dataset: {e}") from None
+        if args.command != "demo":  # the demo makes its own project folder
+            _locate(args)
         return int(args.func(args))
+    except project.NotAProject as e:
+        print(f"spx-data: {e}", file=sys.stderr)
+        return USAGE
     except Exit as e:
         if e.args[0]:
             print(e.args[0], file=sys.stderr)

@@ -19,13 +19,9 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from spx_data import calendar, datasets
+from spx_data import calendar, datasets, project
 from spx_data.errors import ConfigError
 from spx_data.paths import Layout
-
-PROJECT_DIR = Path(__file__).resolve().parents[2]
-SCHEMA_PATH = PROJECT_DIR / "config" / "config.schema.yaml"
-DEFAULT_CONFIG = PROJECT_DIR / "config" / "config.yaml"
 
 DEFAULTS: dict[str, Any] = {
     "end_date": None,
@@ -55,7 +51,7 @@ DEFAULTS: dict[str, Any] = {
 
 @cache
 def schema() -> dict[str, Any]:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    return yaml.safe_load(project.schema_text())
 
 
 @dataclass(frozen=True)

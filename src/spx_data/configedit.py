@@ -13,8 +13,10 @@ from spx_data import config as config_mod
 from spx_data.errors import ConfigError
 
 
-def set_value(path: Path, key: str, text: str) -> None:
-    """Set KEY (or retry.KEY) to the YAML value TEXT; the file changes only when the result is valid."""
+def set_value(path: Path, key: str, text: str, base: Path) -> None:
+    """Set KEY (or retry.KEY) to the YAML value TEXT; the file changes only when the result is valid.
+
+    Relative paths in the result are checked against `base`, the project folder."""
     yaml = YAML()  # round-trip mode keeps comments and key order
     yaml.preserve_quotes = True
     try:
@@ -36,7 +38,7 @@ def set_value(path: Path, key: str, text: str) -> None:
     # Validate what the file would hold (the loader turns YAML dates into ISO strings itself).
     plain = YAML(typ="safe").load(_dump(yaml, doc))
     try:
-        config_mod.load(plain, base=config_mod.PROJECT_DIR)
+        config_mod.load(plain, base=base)
     except ConfigError as e:
         msg = str(e)
         raise ConfigError(msg if msg.startswith(key) else f"{key} {text}: {msg}") from None

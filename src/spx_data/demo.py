@@ -1,12 +1,16 @@
 """`spx-data demo`: ten sessions (with Thanksgiving and its early close) from the simulator, end to end.
 
-Uses a real terminal instead when one answers CONNECTED at the configured URL.
+The demo makes a project folder of its own (`--dir`, default `demo/`) from the workflow files the
+package carries, so it works from any directory and after a wheel install; `cd demo` and every
+`spx-data` command or plain `snakemake` works on it. Uses a real terminal instead when one answers
+CONNECTED at the configured URL.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +18,7 @@ from pathlib import Path
 import requests
 
 from spx_data import config as config_mod
+from spx_data import configedit, project
 
 DEMO_RANGE = ("2024-11-21", "2024-12-05")  # 10 sessions: holiday 11-28, early close 11-29
 
@@ -40,23 +45,26 @@ def terminal(url: str, chain: str, faults: float) -> Iterator[str]:
 def run(args: argparse.Namespace) -> int:
     from spx_data import cli
 
-    root = args.dir.resolve()
-    cfg = config_mod.load(config_mod.read_yaml(args.config_file), base=config_mod.PROJECT_DIR)
+    root = args.dir.absolute()
+    root.mkdir(parents=True, exist_ok=True)
+    project.install_workflow(root)
+    args.project, args.config_file = root, root / project.CONFIG_FILE
+    os.chdir(root)  # as the CLI does in every project folder
+    for key, value in zip(("start_date", "end_date"), DEMO_RANGE, strict=True):
+        configedit.set_value(args.config_file, key, value, root)
+    cfg = cli._config(args)
+    print(f"demo project folder: {root} (cd there: spx-data status, snakemake -n)")
     with terminal(cfg.terminal_url, args.chain, args.faults) as url:
-        overrides = {
-            "start_date": DEMO_RANGE[0], "end_date": DEMO_RANGE[1], "terminal_url": url,
-            "archive_dir": str(root / "archive"), "work_dir": str(root / "work"),
-            "ledger_path": str(root / "ledger.sqlite"),
-        }  # fmt: skip
+        overrides: dict[str, object] = {"terminal_url": url}
         if url != cfg.terminal_url:  # the simulator restarts in a second, not in ThetaData's 30-120 s
             overrides["retry"] = {"starting_wait_min": 0.2, "starting_wait_max": 1.0, "base_delay": 0.05}
         code = cli._run(args, overrides)
-    _summary(root)
+    _summary(cfg)
     return code
 
 
-def _summary(root: Path) -> None:
-    archive = root / "archive"
+def _summary(cfg: config_mod.Config) -> None:
+    archive = cfg.archive
     folders = sorted(p for p in archive.glob("*/date=*") if p.is_dir())
 
     def check(folder: Path) -> int:
@@ -71,7 +79,7 @@ def _summary(root: Path) -> None:
         return
     from spx_data.ledger import Ledger
 
-    with Ledger(root / "ledger.sqlite") as ledger:
+    with Ledger(cfg.ledger) as ledger:
         ledger_rows = {
             ds: sum(r.rows or 0 for r in ledger.days(dataset=ds)) for ds in ("quote", "greeks_first_order")
         }

@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from spx_data.config import PROJECT_DIR
-
 
 def config_args(overrides: Mapping[str, object]) -> list[str]:
     """`--config key=value ...` in the form Snakemake parses back to the same values."""
@@ -46,22 +44,13 @@ def snakemake_command(
     *,
     configfile: Path | None = None,
     targets: Sequence[str] = (),
-    extra: Sequence[str] = (),
 ) -> list[str]:
     # Targets first: options such as --config and --resources take every word that follows them.
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        *targets,
-        "--snakefile",
-        str(PROJECT_DIR / "Snakefile"),
-        "--cores",
-        str(cores),
-    ]
+    # Run in the project folder, where Snakemake finds the project's own Snakefile and profile.
+    cmd = [sys.executable, "-m", "snakemake", *targets, "--cores", str(cores)]
     if configfile is not None:
         cmd += ["--configfile", str(configfile)]
-    return cmd + config_args(overrides) + list(extra)
+    return cmd + config_args(overrides)
 
 
 def snakemake_pids(directory: Path, configfile: Path | None = None) -> list[int]:
@@ -108,6 +97,20 @@ def unlock_if_stale(directory: Path, base_cmd: Sequence[str]) -> bool:
         return False
     subprocess.run([*base_cmd, "--unlock"], cwd=directory, capture_output=True, check=True)
     return True
+
+
+def refusal(log_path: Path) -> str | None:
+    """Snakemake's own reason when it stopped with an error of its own (e.g. `MissingRuleException: No
+    rule to produce ...`), in one line; None when it only reported failed jobs."""
+    try:
+        lines = [line.strip() for line in log_path.read_text(errors="replace").splitlines()]
+    except OSError:
+        return None
+    for i in range(len(lines) - 2, -1, -1):  # `NameError:` or `NameError in file "...", line N:`
+        name = lines[i].split(" ", 1)[0].removesuffix(":")
+        if lines[i].endswith(":") and name.endswith(("Exception", "Error")) and name.isidentifier():
+            return f"{name}: {lines[i + 1]}"
+    return None
 
 
 @dataclass
