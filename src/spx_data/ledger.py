@@ -17,6 +17,7 @@ late news (its run died, a newer run finished the day): it joins the history, th
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -146,15 +147,26 @@ class DayRow:
 
 
 class Ledger:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, archive: Path | None = None) -> None:
+        """Open (or create) the ledger; with `archive`, it must index that archive (the first opener
+        records it), so another archive's outcomes never mix into this one."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
         try:
             _retry_locked(self._setup)
+            if archive is not None:
+                self._claim(archive)
         except BaseException:
             self._db.close()
             raise
+
+    def _claim(self, archive: Path) -> None:
+        key = _archive_key(self.path, archive)
+        with self._transaction() as cur:
+            cur.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('archive', ?)", (key,))
+            indexed = cur.execute("SELECT value FROM meta WHERE key = 'archive'").fetchone()[0]
+        _check_indexed(self.path, indexed, archive)
 
     def _setup(self) -> None:
         mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -290,19 +302,34 @@ class Ledger:
     def rebuild_from_archive(self, layout: Layout, datasets: Iterable[str]) -> int:
         """Set every day that has a parquet in the archive from its file; returns days written.
 
-        Days the ledger knows but the archive has no parquet for are left as they are.
+        Only what the archive says is rebuilt: a day the ledger calls archived whose parquet is gone
+        loses its row (it is a plain gap again); failures, runs, attempts and requests stay.
         """
         names = [check_dataset(dataset) for dataset in datasets]  # before any becomes a path part
-        found = [
-            _archived_day(layout, dataset, day)
+        on_disk = {
+            dataset: [day for day in layout.archived_days(dataset) if layout.parquet(dataset, day).is_file()]
             for dataset in names
-            for day in layout.archived_days(dataset)
-            if layout.parquet(dataset, day).is_file()
+        }
+        found = [_archived_day(layout, dataset, day) for dataset, days in on_disk.items() for day in days]
+        gone = [
+            (row.dataset, row.day)
+            for dataset, days in on_disk.items()
+            for row in self.days(dataset=dataset)
+            if row.status in ("success", "no_data") and row.day not in set(days)
         ]
         now = _now()
         with self._transaction() as cur:
             cur.executemany(_REBUILT, [(*row, now) for row in found])
+            cur.executemany("DELETE FROM days WHERE dataset = ? AND day = ?", gone)
         return len(found)
+
+    def set_from_archive(self, layout: Layout, dataset: str, day: str) -> DayRow:
+        """One day's row as its archived files show it (verify --repair when only the ledger was wrong)."""
+        with self._transaction() as cur:
+            cur.execute(_REBUILT, (*_archived_day(layout, check_dataset(dataset), day), _now()))
+        row = self.day(dataset, day)
+        assert row is not None
+        return row
 
     # -- reading --------------------------------------------------------------------------------------
 
@@ -595,6 +622,41 @@ def _alive(pid: int | None, host: str | None, started: str | None) -> bool:
     if since.tzinfo is None:
         since = since.replace(tzinfo=dt.UTC)
     return dt.datetime.now(dt.UTC) - since < _OTHER_HOST_MAX_AGE
+
+
+def _archive_key(ledger: Path, archive: Path) -> str:
+    """The archive as seen from the ledger's folder: a project moved or copied whole keeps its key."""
+    return os.path.relpath(Path(archive).absolute(), ledger.absolute().parent)
+
+
+def _check_indexed(ledger: Path, indexed: str | None, archive: Path) -> None:
+    if indexed is not None and indexed != _archive_key(ledger, archive):
+        where = os.path.normpath(ledger.absolute().parent / indexed)
+        raise SpxDataError(
+            f"ledger {ledger} indexes the archive {where}, not {archive}: give this archive its own "
+            "ledger_path (e.g. --set ledger_path=...), or set archive_dir back"
+        )
+
+
+def read_days(ledger: Path) -> list[DayRow]:
+    """Every day's row, read without writing anything (a dry run); [] without a readable ledger."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)) as db:
+            return [DayRow(*row) for row in db.execute(f"SELECT {_DAY_COLUMNS} FROM days")]
+    except sqlite3.Error:
+        return []
+
+
+def check_archive(ledger: Path, archive: Path) -> None:
+    """Refuse a ledger that indexes another archive, without writing anything (no ledger: nothing to do)."""
+    if not ledger.exists():
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)) as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'archive'").fetchone()
+    except sqlite3.Error:
+        return  # unreadable here: the run's own ledger open reports it
+    _check_indexed(ledger, row[0] if row else None, archive)
 
 
 def _archived_day(layout: Layout, dataset: str, day: str) -> tuple[Any, ...]:

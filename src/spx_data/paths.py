@@ -90,6 +90,12 @@ class Layout:
         days = [p.name.removeprefix("date=") for p in root.iterdir() if p.name.startswith("date=")]
         return sorted(d for d in days if _is_date(d))
 
+    def listed_days(self) -> list[str]:
+        """Days with a cached listing, oldest first."""
+        folder = self.work / "listings"
+        names = [p.name.removesuffix(".json") for p in folder.glob("*.json")] if folder.is_dir() else []
+        return sorted(d for d in names if _is_date(d))
+
     def listing_marker(self, run_id: str) -> Path:
         """The listing step's per-run output; removed when the run ends."""
         return self.work / "listings" / f".batch-{run_id}.json"

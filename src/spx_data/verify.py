@@ -20,6 +20,7 @@ class Problem:
     day: str
     path: Path
     problem: str
+    ledger_only: bool = False  # the files agree and validate; only the ledger's record differs
 
 
 def count_archived(cfg: Config) -> int:
@@ -57,11 +58,8 @@ def verify_archive(cfg: Config, ledger: Any) -> list[Problem]:
             if not found and row is not None and row.sha256 and sidecar.exists():
                 hexdigest = read_sidecar(sidecar)[0]
                 if row.sha256 != hexdigest:
-                    problems.append(
-                        Problem(
-                            ds, day, parquet, f"ledger sha256 {row.sha256[:12]}… differs from the sidecar"
-                        )
-                    )
+                    problem = f"ledger sha256 {row.sha256[:12]}… differs from the sidecar"
+                    problems.append(Problem(ds, day, parquet, problem, ledger_only=True))
     return problems
 
 
