@@ -12,6 +12,7 @@ from collections.abc import Callable
 import pytest
 from helpers import Clone, dry_run_jobs
 
+from spx_data import project
 from spx_data.sim.server import Simulator
 
 pytestmark = pytest.mark.slow
@@ -114,11 +115,15 @@ def test_files_and_ledger_agree(simulator: Callable[..., Simulator], clone: Call
     assert table_counts(c) == history
     assert status_counts(c) == {"quote": {"success": 2}, "greeks_first_order": {"success": 2}}
 
-    # A deleted ledger: status says how to get it back instead of "nothing yet" alone.
+    # A deleted ledger: status says how to get it back instead of "nothing yet" alone; and where the
+    # demo's own project folder is (as `spx-data demo` makes it next to the project's data).
     for path in c.ledger.parent.glob("ledger.sqlite*"):
         path.unlink()
+    (c.root / "demo").mkdir()
+    project.install_workflow(c.root / "demo")
     hint = c.spx("status", check=True).stdout
-    assert "spx-data ledger rebuild" in hint and "4 day-files" in hint, hint
+    assert "nothing yet" in hint and "spx-data ledger rebuild" in hint and "4 day-files" in hint, hint
+    assert "`spx-data demo` has its own project folder demo/" in hint, hint
 
     # A weekend has no session.
     weekend = c.spx("run", "--from", "2024-11-23", "--to", "2024-11-24", check=True).stdout
