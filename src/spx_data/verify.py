@@ -59,8 +59,18 @@ def verify_archive(cfg: Config, ledger: Any) -> list[Problem]:
                 hexdigest = read_sidecar(sidecar)[0]
                 if row.sha256 != hexdigest:
                     problem = f"ledger sha256 {row.sha256[:12]}… differs from the sidecar"
-                    problems.append(Problem(ds, day, parquet, problem, ledger_only=True))
+                    problems.append(Problem(ds, day, parquet, problem, _unchanged_since(parquet, row)))
     return problems
+
+
+def _unchanged_since(parquet: Path, row: Any) -> bool:
+    """Whether the file is the one the ledger recorded (same size, not written since), so a differing
+    hash is the ledger's error; a file rewritten later with a matching sidecar is not trusted."""
+    stat = parquet.stat()
+    written = dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC)
+    recorded = dt.datetime.fromisoformat(row.updated)
+    recorded = recorded if recorded.tzinfo else recorded.replace(tzinfo=dt.UTC)
+    return row.bytes == stat.st_size and written <= recorded
 
 
 def quarantine(cfg: Config, dataset: str, day: str, reason: str) -> Path:
