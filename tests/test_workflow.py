@@ -72,7 +72,7 @@ def test_deleting_two_days_plans_exactly_those_and_restores_identical_bytes(
     gone = [("quote", "2024-11-22"), ("greeks_first_order", "2024-12-03")]
     for ds, day in gone:
         (project.archive / ds / f"date={day}" / f"spx-{ds}-{day}.parquet").unlink()
-    out = project.snakemake("-n", "--quiet", "host")  # one block per job.stdout
+    out = project.snakemake("-n", "--quiet", "host").stdout  # one block per job
     expirations = {
         day: len(listing.read(project.work / "listings" / f"{day}.json").expirations) for _, day in gone
     }
