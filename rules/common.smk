@@ -14,7 +14,7 @@ from spx_data import listing, migrate, outcomes, plan, report, runner
 from spx_data.errors import ConfigError, SpxDataError
 
 try:
-    CFG = spx_config.load(config)
+    CFG = spx_config.load(config, writable=False)  # `snakemake -n` inspects read-only archives too; onstart checks
     spx_ledger.check_archive(CFG.ledger, CFG.archive)  # another archive's outcomes never mix in
 except ConfigError as e:
     sys.exit(f"spx-data: config: {e}")

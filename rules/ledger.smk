@@ -3,6 +3,10 @@
 
 
 onstart:
+    try:
+        spx_config.require_writable(CFG)  # a real run writes; a dry run never gets here
+    except ConfigError as e:
+        sys.exit(f"spx-data: config: {e}")
     outcomes.write_event(
         LAYOUT.outcomes(), "run_start", pid=os.getpid(), host=socket.gethostname(),
         planned=PLAN.pairs(), argv=sys.argv,

@@ -3,14 +3,21 @@ folder with the shipped config (relative paths), against the simulator over a re
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import shutil
+import signal
+import socket
 import sqlite3
+import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import Clone, dry_run_jobs, spx_data
+from helpers import BIN, Clone, dry_run_jobs, spx_data
 
 from spx_data.sim.server import Simulator
 
@@ -117,3 +124,132 @@ def test_retry_with_the_shipped_relative_config(
     refused = c.spx("retry", "2024-11-26", "--set", f"terminal_url={clean}")
     assert refused.returncode == 1
     assert "snakemake refused: " in refused.stdout and "nowhere.smk" in refused.stdout, refused.stdout
+
+
+def test_plain_snakemake_keeps_to_api_concurrency(
+    simulator: Callable[..., Simulator], clone: Callable[..., Clone]
+) -> None:
+    """Defect 2: one setting for the tier; FREE (1) never has two requests in flight under plain snakemake."""
+    sim = simulator(tier=8)  # the terminal itself would take 8 at once
+    c = clone(**TWO_DAYS, terminal_url=sim.url, api_concurrency=1)
+    c.snakemake("--cores", "4", check=True)
+    stats = sim.stats
+    assert stats["peak_active"] == 1, stats
+
+
+def test_ctrl_c_stops_cleanly_and_plain_snakemake_resumes(
+    simulator: Callable[..., Simulator], clone: Callable[..., Clone]
+) -> None:
+    """Defect 7: SIGINT to `spx-data run`'s process group: exit 130, one resume line, no "failed" line
+    for days that never started; plain `snakemake --cores 4` then finishes the range without flags."""
+    sim = simulator()
+    c = clone(start_date="2024-11-21", end_date="2024-12-05", terminal_url=sim.url)
+    run = subprocess.Popen(
+        [str(BIN / "spx-data"), "run", "--cores", "2"], cwd=c.root, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not any(c.archive.glob("*/*/*.sha256")) and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)  # polling the archive for the first finished day-file
+    assert run.poll() is None, "the run ended before it could be interrupted"
+    os.killpg(run.pid, signal.SIGINT)
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 130, out + err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("spx-data: interrupted after ") and "snakemake --cores 2" in last, err
+    lines = (out + err).splitlines()
+    assert not [x for x in lines if x.startswith(("failed:", "not archived:"))], out + err
+    assert sum(1 for _ in c.archive.glob("*/*/*.sha256")) < 20
+
+    resumed = c.snakemake("--cores", "4")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert sum(1 for _ in c.archive.glob("*/*/*.sha256")) == 20
+    assert c.spx("verify", check=True).stdout.strip().endswith("verified 20 files: 0 problem(s)")
+
+
+@pytest.mark.parametrize("cores", ["0", "-2", "two"])
+def test_run_refuses_non_positive_cores(clone: Callable[..., Clone], cores: str) -> None:
+    c = clone()
+    proc = subprocess.run(
+        [str(BIN / "spx-data"), "run", "--cores", cores],
+        cwd=c.root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert (
+        proc.stderr
+        == f"spx-data run: argument --cores: {cores!r}: must be a whole number >= 1 (see --help)\n"
+    )
+
+
+def test_sim_on_a_busy_port_says_so_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = spx_data("sim", "--port", str(port), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.startswith(f"spx-data sim: cannot listen on 127.0.0.1:{port}: ")
+        and proc.stderr.count("\n") == 1
+    ), proc.stderr
+
+
+def test_output_into_a_closed_pipe_ends_quietly(clone: Callable[..., Clone]) -> None:
+    c = clone()
+    proc = subprocess.Popen(
+        [str(BIN / "spx-data"), "config", "show"], cwd=c.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    proc.stdout.close()  # like `| head` that has already gone
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and err == "", err
+
+
+def test_full_disk_under_the_ledger_is_one_line(clone: Callable[..., Clone]) -> None:
+    c = clone(**TWO_DAYS)
+    data = c.root / "data"
+    data.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(data)]
+    if os.geteuid() != 0 or shutil.which("mount") is None or subprocess.run(mount).returncode != 0:
+        pytest.skip("cannot mount a small filesystem here")
+    try:
+        with contextlib.suppress(OSError), open(data / "filler", "wb") as f:
+            while True:
+                f.write(b"\0" * 4096)
+                f.flush()
+        for command in ("status", "list", "gaps"):
+            proc = c.spx(command)
+            assert proc.returncode == 1 and proc.stderr.count("\n") == 1, (command, proc.stderr)
+            assert proc.stderr.startswith("spx-data: ") and "Traceback" not in proc.stderr, proc.stderr
+    finally:
+        subprocess.run(["umount", "-l", str(data)], check=True)
+
+
+def test_a_read_only_archive_can_be_inspected(
+    simulator: Callable[..., Simulator], clone: Callable[..., Clone]
+) -> None:
+    """Defect 5: the data folder made read-only for real (a read-only bind mount: root's os.access then
+    answers EROFS, where chmod would not stop root); inspection works, writing commands refuse in one line."""
+    c = clone(**TWO_DAYS, terminal_url=simulator().url)
+    c.snakemake("--cores", "2", check=True)
+    data = c.root / "data"
+    if os.geteuid() != 0 or subprocess.run(["mount", "--bind", str(data), str(data)]).returncode != 0:
+        pytest.skip("cannot bind-mount here")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(data)], check=True)
+        assert not os.access(data, os.W_OK)
+        assert counts(c) == {"quote": {"success": 2}, "greeks_first_order": {"success": 2}}
+        assert json.loads(c.spx("gaps", "--json", check=True).stdout)["missing"] == []
+        assert len(c.spx("list", check=True).stdout.splitlines()) == 4
+        assert c.spx("verify", check=True).stdout.strip().endswith("verified 4 files: 0 problem(s)")
+        assert "Nothing to be done" in c.snakemake("-n", check=True).stdout + c.snakemake("-n").stderr
+        for writing in (("run",), ("retry", "--all-failed"), ("verify", "--repair")):
+            proc = c.spx(*writing)
+            assert proc.returncode == 2 and proc.stderr.count("\n") == 1, (writing, proc.stderr)
+            assert proc.stderr.startswith("spx-data: config: ") and "not writable" in proc.stderr, proc.stderr
+        plain = c.snakemake("--cores", "2", "--config", "end_date=2024-11-27")  # a gap: a real run
+        assert plain.returncode != 0 and "not writable" in plain.stderr, plain.stderr[-2000:]
+    finally:
+        subprocess.run(["umount", "-l", str(data)], check=True)

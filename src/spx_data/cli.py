@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import sqlite3
 import sys
 import time
 from collections import Counter
@@ -24,6 +25,7 @@ from spx_data.errors import ConfigError, SpxDataError, TerminalUnreachable
 from spx_data.humane import human_bytes as _human_bytes
 
 OK, FAILED, USAGE, UNREACHABLE, NO_DISK, BUSY = 0, 1, 2, 3, 4, 5
+INTERRUPTED, BROKEN_PIPE = 130, 141  # as shells report SIGINT and SIGPIPE
 
 
 class Exit(Exception):
@@ -38,6 +40,16 @@ class _Parser(argparse.ArgumentParser):
 
 
 # ---------------------------------------------------------------- config and shared plumbing
+
+
+def _cores(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: must be a whole number >= 1")
+    return n
 
 
 def _date(value: str) -> dt.date:
@@ -76,8 +88,9 @@ def _raw_config(args: argparse.Namespace) -> dict[str, Any]:
     return raw
 
 
-def _config(args: argparse.Namespace) -> config_mod.Config:
-    return config_mod.load(_raw_config(args))
+def _config(args: argparse.Namespace, writable: bool = True) -> config_mod.Config:
+    """The project's config; inspecting commands pass writable=False and work on a read-only archive."""
+    return config_mod.load(_raw_config(args), writable=writable)
 
 
 def _locate(args: argparse.Namespace) -> None:
@@ -98,8 +111,14 @@ def _snakemake_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _ledger(cfg: config_mod.Config) -> Any:
+    """The ledger with pending outcomes mirrored in; on a read-only medium, read as it is."""
     from spx_data.ledger import Ledger
 
+    folder = cfg.ledger.parent
+    if (cfg.ledger.exists() and not os.access(cfg.ledger, os.W_OK)) or (
+        folder.exists() and not os.access(folder, os.W_OK)
+    ):
+        return Ledger(cfg.ledger, read_only=True)
     ledger = Ledger(cfg.ledger, cfg.archive)
     ledger.refresh(cfg.layout.outcomes())
     return ledger
@@ -123,7 +142,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     from spx_data import configedit
 
     if args.action == "show":
-        cfg = _config(args)
+        cfg = _config(args, writable=False)
         data = {k: (str(v) if isinstance(v, Path | dt.date) else v) for k, v in vars(cfg).items()}
         text = args.config_file.read_text() + f"\n# effective range: {cfg.start} .. {cfg.end}"
         _emit(args, data, text)
@@ -138,7 +157,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_gaps(args: argparse.Namespace) -> int:
     from spx_data import report
 
-    cfg = _config(args)
+    cfg = _config(args, writable=False)
     with _ledger(cfg) as ledger:
         gaps = report.gaps(cfg, ledger.days(), since=args.since, dataset=args.dataset)
     _emit(args, gaps.as_dict(cfg), report.gaps_text(cfg, gaps))
@@ -148,7 +167,7 @@ def cmd_gaps(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from spx_data import report
 
-    cfg = _config(args)
+    cfg = _config(args, writable=False)
     with _ledger(cfg) as ledger:
         data = report.status(cfg, ledger)
         grid = _calendar_grid(cfg, ledger) if args.calendar else ""
@@ -218,7 +237,7 @@ def _calendar_grid(cfg: config_mod.Config, ledger: Any) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     from spx_data import report
 
-    cfg = _config(args)
+    cfg = _config(args, writable=False)
     status = "failed" if args.failed_only else args.status
     with _ledger(cfg) as ledger:
         since = args.since and args.since.isoformat()
@@ -289,7 +308,14 @@ def _run(
     )
     progress = runner.Progress(set(pairs), _requests_of(cfg), cfg.work / "logs" / "fetch")
     log = cfg.work / "logs" / f"snakemake-{dt.datetime.now():%Y%m%dT%H%M%S}.log"
-    code = runner.run_snakemake(cmd, args.project, cfg.layout.outcomes(), progress, log)
+    try:
+        code = runner.run_snakemake(cmd, args.project, cfg.layout.outcomes(), progress, log)
+    except KeyboardInterrupt:
+        raise Exit(
+            INTERRUPTED,
+            f"spx-data: interrupted after {len(progress.done)}/{len(pairs)} day-files (finished ones are "
+            f"kept); resume with `spx-data run` or plain `snakemake --cores {args.cores}` in {args.project}",
+        ) from None
     with _ledger(cfg) as ledger:
         rows = {p: ledger.day(*p) for p in pairs}
     states = {p: (row.status if row else "missing") for p, row in rows.items()}
@@ -388,7 +414,7 @@ def _requeue_no_data(cfg: config_mod.Config, pairs: Sequence[tuple[str, str]]) -
 def cmd_verify(args: argparse.Namespace) -> int:
     from spx_data import verify
 
-    cfg = _config(args)
+    cfg = _config(args, writable=args.repair)
     checked = verify.count_archived(cfg)
     lines, quarantined = [], {}
     with _ledger(cfg) as ledger:
@@ -425,7 +451,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from spx_data import doctor
 
-    cfg = _config(args)
+    cfg = _config(args, writable=False)
     results = doctor.run_checks(cfg)
     for r in results:
         print(f"{'✓' if r.ok else '✗'} {r.name}: {r.detail}" + ("" if r.ok else f"  → {r.fix}"))
@@ -490,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_gaps)
 
     run_opts = _Parser(add_help=False)
-    run_opts.add_argument("--cores", type=int, default=4)
+    run_opts.add_argument("--cores", type=_cores, default=4)
     run_opts.add_argument("--ignore-disk", action="store_true", help="skip the free-disk preflight")
 
     r = sub.add_parser("run", parents=[common, run_opts], help="fill every gap through Snakemake")
@@ -574,6 +600,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return UNREACHABLE
     except SpxDataError as e:
         print(f"spx-data: {e}", file=sys.stderr)
+        return FAILED
+    except KeyboardInterrupt:
+        print("spx-data: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    except BrokenPipeError:  # e.g. `spx-data list | head`: the reader has gone; end quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE
+    except sqlite3.Error as e:  # e.g. a full disk under the ledger
+        print(f"spx-data: ledger: {e} (check free disk space and permissions where the ledger lives)",
+              file=sys.stderr)  # fmt: skip
+        return FAILED
+    except OSError as e:
+        where = f" {e.filename}" if e.filename else ""
+        print(f"spx-data:{where}: {e.strerror or e}", file=sys.stderr)
         return FAILED
 
 

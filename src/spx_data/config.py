@@ -178,12 +178,14 @@ def _check_url(url: str, allow_remote: bool) -> str:
     return url.rstrip("/")
 
 
-def _check_writable(key: str, path: Path, is_file: bool = False) -> Path:
+def _check_path(key: str, path: Path, is_file: bool = False, writable: bool = True) -> Path:
+    """A path that is (or can become) the folder or file it should be; `writable` also asks for write
+    access, which inspection never needs (a read-only share or backup can be inspected)."""
     if not str(path).isprintable():
         raise ConfigError(f"{key} {_fmt(str(path))}: control characters are not allowed in a path")
     if path.exists():
         if is_file and path.is_file():
-            if not os.access(path, os.W_OK):
+            if writable and not os.access(path, os.W_OK):
                 raise ConfigError(f"{key} {path}: not writable (the file is read-only)")
             return path
         if not is_file and not path.is_dir():
@@ -193,13 +195,16 @@ def _check_writable(key: str, path: Path, is_file: bool = False) -> Path:
     probe = path if path.exists() else path.parent
     while not probe.exists():
         probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+    if not probe.is_dir() or (writable and not os.access(probe, os.W_OK | os.X_OK)):
         raise ConfigError(f"{key} {path}: not writable ({probe} is not a writable folder)")
     return path
 
 
-def load(raw: Mapping[str, Any], base: Path | None = None, today: dt.datetime | None = None) -> Config:
-    """Validate a config mapping (config.yaml merged with overrides) into a Config."""
+def load(
+    raw: Mapping[str, Any], base: Path | None = None, today: dt.datetime | None = None, writable: bool = True
+) -> Config:
+    """Validate a config mapping (config.yaml merged with overrides) into a Config; with `writable`, the
+    archive, work folder and ledger must be writable (see require_writable)."""
     import jsonschema
 
     if not isinstance(raw, Mapping):
@@ -231,7 +236,7 @@ def load(raw: Mapping[str, Any], base: Path | None = None, today: dt.datetime | 
         )
     base = base or Path()
     paths = {
-        k: _check_writable(k, base / doc[k], k == "ledger_path")
+        k: _check_path(k, base / doc[k], k == "ledger_path", writable)
         for k in ("archive_dir", "work_dir", "ledger_path")
     }
     return Config(
@@ -248,6 +253,12 @@ def load(raw: Mapping[str, Any], base: Path | None = None, today: dt.datetime | 
         ledger=paths["ledger_path"],
         retry=retry,
     )
+
+
+def require_writable(cfg: Config) -> None:
+    """Refuse, in one line, to write into a read-only archive, work folder or ledger."""
+    for key, path in (("archive_dir", cfg.archive), ("work_dir", cfg.work), ("ledger_path", cfg.ledger)):
+        _check_path(key, path, key == "ledger_path")
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

@@ -147,10 +147,14 @@ class DayRow:
 
 
 class Ledger:
-    def __init__(self, path: Path, archive: Path | None = None) -> None:
-        """Open (or create) the ledger; with `archive`, it must index that archive (the first opener
+    def __init__(self, path: Path, archive: Path | None = None, read_only: bool = False) -> None:
+        """Open (or create) the ledger; with `archive`, it must index that archive (the first writer
         records it), so another archive's outcomes never mix into this one."""
         self.path = Path(path)
+        if read_only:  # a read-only share or backup: no WAL or lock files can be made, nobody writes it
+            uri = f"{self.path.absolute().as_uri()}?mode=ro&immutable=1"
+            self._db = sqlite3.connect(uri, uri=True, isolation_level=None)
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
         try:

@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -245,7 +246,10 @@ def run_snakemake(
     cmd: Sequence[str], directory: Path, outcomes_dir: Path, progress: Progress, log_path: Path,
     out: TextIO = sys.stderr,
 ) -> int:  # fmt: skip
-    """Run Snakemake with its output in `log_path`, drawing progress on `out`; returns its exit code."""
+    """Run Snakemake with its output in `log_path`, drawing progress on `out`; returns its exit code.
+
+    Snakemake runs in a session of its own, so a Ctrl-C reaches it exactly once, from here: it then
+    stops its jobs, marks their outputs incomplete and releases its lock; KeyboardInterrupt follows."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tty = out.isatty()
     stop = threading.Event()
@@ -271,13 +275,17 @@ def run_snakemake(
 
     watcher = threading.Thread(target=watch, daemon=True)
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, cwd=directory, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            cmd, cwd=directory, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         watcher.start()
         try:
             code = proc.wait()
         except KeyboardInterrupt:
-            proc.terminate()
-            code = proc.wait()
+            stop.set()  # jobs being stopped are not failures worth a line each
+            proc.send_signal(signal.SIGINT)
+            proc.wait()
+            raise
         finally:
             stop.set()
             watcher.join()

@@ -678,7 +678,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"spx-data sim: {e}", file=sys.stderr)
         return 2
     ch.warm_tables()
-    sim = Simulator(config).start()
+    try:
+        sim = Simulator(config).start()
+    except OSError as e:
+        print(
+            f"spx-data sim: cannot listen on {config.host}:{config.port}: {e.strerror} "
+            "(another terminal or simulator? pick another --port)",
+            file=sys.stderr,
+        )
+        return 2
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
