@@ -7,8 +7,8 @@ rule assemble:
     input:
         unpack(assemble_inputs),
     output:
-        parquet=str(CFG.archive / "{dataset}" / "date={day}" / "spx-{dataset}-{day}.parquet"),
-        sidecar=str(CFG.archive / "{dataset}" / "date={day}" / "spx-{dataset}-{day}.parquet.sha256"),
+        parquet=LAYOUT.patterns()[0],
+        sidecar=LAYOUT.patterns()[1],
     log:
         LOGS / "assemble" / "{dataset}-{day}.log",
     conda:

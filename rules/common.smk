@@ -1,5 +1,6 @@
 # Configuration and the gap plan, computed once per Snakefile parse. Only days whose parquet or sidecar
 # is missing enter the DAG (docs/DESIGN.md §2); finished days cost two stats each.
+import atexit
 import json
 import os
 import shlex
@@ -11,13 +12,17 @@ from pathlib import Path
 from snakemake.settings.types import DeploymentMethod
 
 from spx_data import config as spx_config
-from spx_data import datasets, listing, outcomes, plan
-from spx_data.errors import ConfigError
+from spx_data import ledger as spx_ledger
+from spx_data import datasets, listing, migrate, outcomes, plan, report, runner
+from spx_data.errors import ConfigError, SpxDataError
 
 try:
     CFG = spx_config.load(config, writable=False)  # `snakemake -n` inspects read-only archives too; onstart checks
+    spx_ledger.check_archive(CFG.ledger, CFG.archive)  # another archive's outcomes never mix in
 except ConfigError as e:
     sys.exit(f"spx-data: config: {e}")
+except SpxDataError as e:
+    sys.exit(f"spx-data: {e}")
 
 LAYOUT = CFG.layout
 # One setting for the tier: `api_concurrency` caps requests in flight for plain `snakemake` as well;
@@ -25,6 +30,16 @@ LAYOUT = CFG.layout
 if "api" not in workflow.global_resources:
     workflow.register_resource("api", CFG.api_concurrency)
 PLAN = plan.build(CFG)
+# Snakemake learns of a dry run only after parsing; its command line says so before.
+DRY_RUN = runner.is_dry_run(sys.argv)
+if workflow.is_main_process and DRY_RUN:
+    # After Snakemake's job stats: the gaps as `spx-data gaps` shows them, not one block per job.
+    atexit.register(lambda: print(report.gaps_text(CFG, report.gaps(CFG, spx_ledger.read_days(CFG.ledger)))))
+elif workflow.is_main_process:
+    try:  # a writing run renames sidecars of the legacy name; a read-only archive keeps them
+        migrate.rename_legacy_sidecars(LAYOUT, CFG.datasets)
+    except PermissionError:
+        pass
 # One id per run, inherited by every job process through the environment.
 os.environ.setdefault(
     outcomes.RUN_ID_ENV, f"{time.strftime('%Y%m%dT%H%M%S')}-{socket.gethostname()}-{os.getpid()}"
@@ -105,7 +120,8 @@ def mirror_ledger(ok: bool | None) -> None:
 
     if ok is not None:
         outcomes.write_event(LAYOUT.outcomes(), "run_end", ok=ok)
-    with Ledger(CFG.ledger) as ledger:
+        LAYOUT.listing_marker(RUN_ID).unlink(missing_ok=True)  # the listing step's, not a cache
+    with Ledger(CFG.ledger, CFG.archive) as ledger:
         ledger.refresh(LAYOUT.outcomes())
 
 

@@ -6,7 +6,7 @@ if PLAN.unlisted:
 
     checkpoint list_contracts:
         output:
-            temp(CFG.work / "listings" / f".batch-{RUN_ID}.json"),
+            temp(LAYOUT.listing_marker(RUN_ID)),
         log:
             LOGS / f"list_contracts-{RUN_ID}.log",
         localrule: True

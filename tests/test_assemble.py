@@ -112,7 +112,7 @@ def expected_archive(dataset: datasets.Dataset, rows: Iterable[Row]) -> list[tup
 
 def outputs(folder: Path, day: dt.date = REGULAR.day, name: str = "quote") -> tuple[Path, Path]:
     parquet = folder / f"spx-{name}-{day}.parquet"
-    return parquet, folder / f"{parquet.name}.sha256"
+    return parquet, folder / f"_{parquet.name}.sha256"
 
 
 def run(
@@ -221,7 +221,7 @@ def test_round_trip_pyarrow_duckdb_sorted_reproducible(
             dataset, session, interval, list(reversed(sources)), root / "b", {"run_id": "r1"}
         )
         assert parquet2.read_bytes() == parquet.read_bytes() and again.sha256 == result.sha256
-        assert sorted(p.name for p in (root / "a").iterdir()) == [parquet.name, sidecar.name]
+        assert sorted(p.name for p in (root / "a").iterdir()) == sorted([parquet.name, sidecar.name])
 
 
 def quote_day(folder: Path, session: Session = REGULAR, interval: str = "30m", seed: int = 1) -> list[Source]:
@@ -509,7 +509,7 @@ def rewrite(parquet: Path, table: pa.Table, footer: dict[str, str]) -> None:
     with pq.ParquetWriter(parquet, table.schema, store_decimal_as_integer=True) as w:
         w.write_table(table)
         w.add_key_value_metadata(footer)
-    checksum.write_sidecar(parquet.with_name(parquet.name + ".sha256"), parquet)
+    checksum.write_sidecar(parquet.with_name(f"_{parquet.name}.sha256"), parquet)
 
 
 def test_verify_catches_a_flipped_byte(archived: tuple[Path, Path]) -> None:

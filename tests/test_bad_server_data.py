@@ -143,7 +143,7 @@ def test_fetch_job_fails_with_a_named_error_then_the_next_run_succeeds(
     assert events(layout, "fetch")[-1]["status"] == "ok"
     assert assemble(layout) == (0, "")
     assert sorted(p.name for p in final_files(layout)) == [
-        f"SPXW-{EXPIRATION}.ndjson", f"spx-quote-{DAY}.parquet", f"spx-quote-{DAY}.parquet.sha256",
+        f"SPXW-{EXPIRATION}.ndjson", f"_spx-quote-{DAY}.parquet.sha256", f"spx-quote-{DAY}.parquet",
     ]  # fmt: skip
 
 
@@ -233,8 +233,8 @@ def test_snakemake_day_fails_on_bad_data_then_a_clean_terminal_fills_it(
     with sqlite3.connect(project.ledger) as db:
         assert db.execute("SELECT status FROM days WHERE day = ?", (DAY,)).fetchall() == [("success",)]
     assert sorted(p.name for p in (project.archive / "quote" / f"date={DAY}").iterdir()) == [
+        f"_spx-quote-{DAY}.parquet.sha256",
         f"spx-quote-{DAY}.parquet",
-        f"spx-quote-{DAY}.parquet.sha256",
     ]
     assert project.temp_files() == []
 

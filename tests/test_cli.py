@@ -189,7 +189,7 @@ def test_operator_session_against_the_simulator(simulator: Callable[..., Simulat
     missing = {tuple(p) for p in gaps["missing"]}
     assert missing == failed | {("quote", deleted[0])}
     assert {("quote", d) for d in gaps["datasets"]["quote"]["no_data"]["days"]} == {("quote", "2024-11-26")}
-    dry = project.snakemake("-n").stdout
+    dry = project.snakemake("-n", "--quiet", "host").stdout  # one block per job
     planned = {
         tuple(part.split("=")[1] for part in line.split("wildcards: ")[1].split(", "))
         for line in dry.splitlines()

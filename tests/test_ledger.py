@@ -26,6 +26,7 @@ import pytest
 from spx_data import ledger as ledger_module
 from spx_data.ledger import STATUSES, DayRow, Ledger
 from spx_data.outcomes import RUN_ID_ENV, write_event
+from spx_data.paths import Layout
 
 DS = "quote"
 EVIL = "'); DROP TABLE days;--"
@@ -352,6 +353,32 @@ def test_events_without_run_start_create_days(led: Ledger, outcomes: Path) -> No
 
 
 # -- idempotency and robustness -----------------------------------------------------------------------
+
+
+def test_a_late_failure_of_a_job_older_than_the_success_changes_only_history(
+    led: Ledger, outcomes: Path
+) -> None:
+    """An orphaned job of a dead run fails after a newer run archived the day: the day stays success."""
+    run_start(outcomes, "old", ["2024-01-02"], pid=_dead_pid())
+    emit(outcomes, "old", "assemble_start", dataset=DS, day="2024-01-02")
+    fetch(outcomes, "old", "2024-01-02")
+    run_start(outcomes, "new", ["2024-01-02"])
+    assemble(outcomes, "new", "2024-01-02", sha256="cd" * 32)
+    # Both orphans started an hour ago, long before the new run's success.
+    late = {"error": "late", "seconds": 3600}
+    fetch(outcomes, "old", "2024-01-02", status="ok", **late)
+    fetch(outcomes, "old", "2024-01-02", status="failed", error_class="ReadTimeout", **late)
+    assemble(outcomes, "old", "2024-01-02", status="failed", error_class="OSError", **late)
+    led.refresh(outcomes)
+    row = led.day(DS, "2024-01-02")
+    assert row is not None and (row.status, row.sha256, row.attempts) == ("success", "cd" * 32, 1)
+    old = [a for a in led.attempts(DS, "2024-01-02") if a["run_id"] == "old"]
+    assert [(a["status"], a["error_class"]) for a in old] == [("failed", "OSError")]
+
+    # A job that starts after the success and fails is news: the day fails.
+    assemble(outcomes, "new", "2024-01-02", status="failed", error_class="OSError", error="now", seconds=0.0)
+    led.refresh(outcomes)
+    assert led.day(DS, "2024-01-02").status == "failed"
 
 
 def _snapshot(path: Path) -> dict[str, list[tuple[Any, ...]]]:
@@ -719,18 +746,19 @@ def test_refresh_settles_a_killed_run_for_the_next_reader(tmp_path: Path, outcom
 def _write_day(
     archive: Path, day: str, table: pa.Table, footer: dict[str, str] | None, sidecar: bool
 ) -> Path:
-    folder = archive / DS / f"date={day}"
-    folder.mkdir(parents=True)
-    path = folder / f"spx-{DS}-{day}.parquet"
+    layout = Layout(archive, archive.parent / "work")
+    path = layout.parquet(DS, day)
+    path.parent.mkdir(parents=True)
     pq.write_table(table.replace_schema_metadata(footer), path)
     if sidecar:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        (folder / f"{path.name}.sha256").write_text(f"{digest}  {path.name}\n")
+        layout.sidecar(DS, day).write_text(f"{digest}  {path.name}\n")
     return path
 
 
 def test_rebuild_from_archive_matches_the_ledger_built_from_events(tmp_path: Path, outcomes: Path) -> None:
     archive = tmp_path / "archive"
+    layout = Layout(archive, tmp_path / "work")
     table = pa.table({"strike": pa.array([4000, 4005, 4010], pa.int64())})
     ok = _write_day(archive, "2024-01-02", table, {"spx_data.status": "success", "spx_data.rows": "3"}, True)
     empty = _write_day(
@@ -741,7 +769,7 @@ def test_rebuild_from_archive_matches_the_ledger_built_from_events(tmp_path: Pat
     torn = archive / DS / "date=2024-01-08" / f"spx-{DS}-2024-01-08.parquet"
     torn.parent.mkdir()
     torn.write_bytes(b"PAR1 not really")
-    (torn.parent / f"{torn.name}.sha256").write_text(f"{'0' * 64}  {torn.name}\n")
+    layout.legacy_sidecar(DS, "2024-01-08").write_text(f"{'0' * 64}  {torn.name}\n")
     (archive / DS / "date=2024-01-09").mkdir()  # an empty folder: nothing to say
     (archive / DS / "date=2024-01-10").mkdir()
     (archive / DS / "date=2024-01-10" / f".spx-{DS}-2024-01-10.parquet.tmp").write_bytes(b"x")
@@ -759,7 +787,7 @@ def test_rebuild_from_archive_matches_the_ledger_built_from_events(tmp_path: Pat
     emit(outcomes, "r1", "run_end", ok=False)
     with Ledger(tmp_path / "events.sqlite") as from_events, Ledger(tmp_path / "rebuilt.sqlite") as rebuilt:
         from_events.sync(outcomes)
-        assert rebuilt.rebuild_from_archive(archive, [DS]) == 5
+        assert rebuilt.rebuild_from_archive(layout, [DS]) == 5
         assert (
             statuses(rebuilt)
             == statuses(from_events)
@@ -779,11 +807,11 @@ def test_rebuild_from_archive_matches_the_ledger_built_from_events(tmp_path: Pat
         assert rebuilt.day(DS, "2024-01-08").last_error == "incomplete file in archive"
 
         # rebuilding over a ledger that has history keeps its attempt counts
-        assert from_events.rebuild_from_archive(archive, [DS]) == 5
+        assert from_events.rebuild_from_archive(layout, [DS]) == 5
         assert from_events.day(DS, "2024-01-02").attempts == 1
         assert from_events.day(DS, "2024-01-08").status == "failed"
         with pytest.raises(ValueError, match="not one of"):
-            rebuilt.rebuild_from_archive(archive, ["../etc"])
+            rebuilt.rebuild_from_archive(layout, ["../etc"])
 
 
 def test_note_beside_the_status_and_an_older_ledger_gains_the_column(tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ def test_each_clone_is_its_own_project(
     a = clone("a", **TWO_DAYS, terminal_url=url)
     b = clone("b", start_date="2024-11-21", end_date="2024-11-22", terminal_url=url)
     for c, start in ((a, "2024-11-25"), (b, "2024-11-21")):  # `config set` changed the clone's own file
-        assert f"start_date: {start}" in (c.root / "config" / "config.yaml").read_text()
+        assert f'start_date: "{start}"' in (c.root / "config" / "config.yaml").read_text()  # quotes kept
     a.snakemake("--cores", "2", check=True)
     archived = digests(a.archive)
     assert len(archived) == 8  # 2 days × 2 datasets × (parquet + sidecar), under a's own data/

@@ -166,7 +166,7 @@ def test_verify_names_exactly_the_damaged_files_and_repair_restores_identical_by
             victims, "failed"
         )
 
-    out = project.snakemake("-n").stdout
+    out = project.snakemake("-n", "--quiet", "host").stdout  # one block per job
     jobs_planned = dry_run_jobs(out)
     expirations = sum(len(listing.read(layout.listing(day)).expirations) for _, day in victims)
     assert jobs_planned == {"fetch": expirations, "assemble": len(victims), "all": 1}, out

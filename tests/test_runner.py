@@ -48,3 +48,40 @@ def test_runs_count_where_they_work_and_with_which_config(
     assert runner.snakemake_pids(other) == [elsewhere]
     assert runner.snakemake_pids(project, project / "a.yaml") == [in_project]
     assert runner.snakemake_pids(project, project / "b.yaml") == []  # another config: may run alongside
+
+
+@pytest.mark.parametrize(
+    ("argv", "dry"),
+    [
+        (["-n"], True), (["-np", "--cores", "4"], True), (["--dry-run"], True), (["--dryrun"], True),
+        (["--cores", "4"], False), (["--config", "x=-n"], False), (["--quiet", "rules"], False),
+    ],
+)  # fmt: skip
+def test_dry_run_is_read_from_the_command_line(argv: list[str], dry: bool) -> None:
+    assert runner.is_dry_run(["snakemake", *argv]) is dry
+
+
+def test_progress_counts_requests_and_reads_waits_from_the_job_logs(tmp_path: Path) -> None:
+    from spx_data import outcomes
+    from spx_data.retry import WAIT_PREFIX
+
+    out, logs = tmp_path / "outcomes", tmp_path / "logs" / "fetch"
+    planned = {("quote", "2024-11-25"), ("quote", "2024-11-26")}
+    progress = runner.Progress(planned, {"2024-11-25": 10}.get, logs)
+    assert progress.poll(out) is False and "ETA ?" in progress.line()
+    for expiration in ("2024-11-25", "2024-11-26"):
+        outcomes.write_event(
+            out, "fetch", dataset="quote", day="2024-11-25", symbol="SPXW", expiration=expiration,
+            status="ok", rows=100, bytes=2048,
+        )  # fmt: skip
+    log = logs / "quote" / "2024-11-26" / "SPXW-2024-11-26.log"
+    log.parent.mkdir(parents=True)
+    log.write_text(f"noise\n{WAIT_PREFIX}HTTP 474 DISCONNECTED: polling up to 300 s for CONNECTED (url)\n")
+    assert progress.poll(out) is True
+    line = progress.line()
+    # The unlisted day counts as the mean listed day: 20 requests planned, 2 done.
+    assert "0/2 day-files done" in line and "requests 2/20 (200 rows, 4.0 KB)" in line and "ETA ?" not in line
+    assert progress.waits == ["quote 2024-11-26 SPXW-2024-11-26: HTTP 474 DISCONNECTED: polling up to 300 s "
+                              "for CONNECTED (url)"]  # fmt: skip
+    progress.waits.clear()
+    assert progress.poll(out) is False and progress.waits == []  # each line once

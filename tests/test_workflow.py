@@ -72,7 +72,7 @@ def test_deleting_two_days_plans_exactly_those_and_restores_identical_bytes(
     gone = [("quote", "2024-11-22"), ("greeks_first_order", "2024-12-03")]
     for ds, day in gone:
         (project.archive / ds / f"date={day}" / f"spx-{ds}-{day}.parquet").unlink()
-    out = project.snakemake("-n").stdout
+    out = project.snakemake("-n", "--quiet", "host").stdout  # one block per job
     expirations = {
         day: len(listing.read(project.work / "listings" / f"{day}.json").expirations) for _, day in gone
     }
@@ -117,7 +117,7 @@ def test_kill_9_at_several_points_then_rerun_incomplete(
         # Whatever exists under a final name is complete: every parquet opens and matches its sidecar.
         for parquet in project.archive.rglob("*.parquet"):
             pq.read_metadata(parquet)
-            sidecar = parquet.with_name(parquet.name + ".sha256")
+            sidecar = parquet.with_name(f"_{parquet.name}.sha256")
             if sidecar.exists():
                 assert read_sidecar(sidecar)[0] == hashlib.sha256(parquet.read_bytes()).hexdigest()
         project.snakemake("--unlock")

@@ -89,7 +89,7 @@ def assemble_day(
     provenance: Mapping[str, str],
     greeks: Greeks = DEFAULT_GREEKS,
 ) -> AssembleResult:
-    """Write the day's parquet and then its sidecar, or raise and leave neither (nor a temp file).
+    """Write the day's parquet and then its sidecar, or raise leaving neither of its own (nor a temp file).
 
     `sources` empty means the day's listing answered 472: a 0-row file with status no_data is written.
     A day being rewritten loses its old sidecar first, then its old parquet.
@@ -102,6 +102,7 @@ def assemble_day(
     for final in (parquet_path, sidecar_path):
         atomic.sweep(final)
     tmp = atomic.temp_path(parquet_path, "tmp")
+    placed: os.stat_result | None = None  # the parquet this writer renamed into place
     try:
         # The sidecar marks a finished day, so it goes first and the parquet follows.
         for stale in (sidecar_path, parquet_path):
@@ -111,16 +112,29 @@ def assemble_day(
         if problems:
             raise ValidationError(f"{parquet_path.name}: the written file failed its check: {problems[0]}")
         digest = checksum.sha256_file(tmp)
-        size = tmp.stat().st_size
+        placed = tmp.stat()
+        size = placed.st_size
         os.replace(tmp, parquet_path)
         atomic.fsync_dir(parquet_path.parent)
         checksum.write_sidecar(sidecar_path, parquet_path, digest)
     except BaseException:
-        for path in (tmp, sidecar_path, parquet_path):
-            path.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+        # Final files are removed only while the parquet is still this writer's: a newer writer (say,
+        # the next run, while this job was an orphan) replaces the parquet before writing its sidecar.
+        if placed is not None and _same_file(parquet_path, placed):
+            sidecar_path.unlink(missing_ok=True)
+            parquet_path.unlink(missing_ok=True)
         raise
     status: Literal["success", "no_data"] = "success" if ordered else "no_data"
     return AssembleResult(status, rows, size, digest, time.perf_counter() - start)
+
+
+def _same_file(path: Path, known: os.stat_result) -> bool:
+    try:
+        now = path.stat()
+    except FileNotFoundError:
+        return False
+    return (now.st_dev, now.st_ino) == (known.st_dev, known.st_ino)
 
 
 def verify_archived(

@@ -35,8 +35,8 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_bytes(final: Path, data: bytes) -> None:
-    """`final` holds `data` whole, or keeps what it held before."""
+def write_bytes(final: Path, data: bytes, mode: int | None = None) -> None:
+    """`final` holds `data` whole, or keeps what it held before; `mode`: its permission bits."""
     final.parent.mkdir(parents=True, exist_ok=True)
     sweep(final)
     tmp = temp_path(final)
@@ -45,6 +45,8 @@ def write_bytes(final: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -23,8 +23,8 @@ from typing import Any, NoReturn
 from spx_data import __version__, outage, project
 from spx_data import config as config_mod
 from spx_data.errors import ConfigError, SpxDataError, TerminalUnreachable
+from spx_data.humane import human_bytes
 from spx_data.paths import free_bytes
-from spx_data.units import human_bytes
 from spx_data.validate import iso_date
 
 OK, FAILED, USAGE, UNREACHABLE, NO_DISK, BUSY = 0, 1, 2, 3, 4, 5
@@ -122,7 +122,7 @@ def _ledger(cfg: config_mod.Config) -> Any:
         folder.exists() and not os.access(folder, os.W_OK)
     ):
         return Ledger(cfg.ledger, read_only=True)
-    ledger = Ledger(cfg.ledger)
+    ledger = Ledger(cfg.ledger, cfg.archive)
     ledger.refresh(cfg.layout.outcomes())
     return ledger
 
@@ -155,26 +155,8 @@ def cmd_gaps(args: argparse.Namespace) -> int:
 
     cfg = _config(args, writable=False)
     with _ledger(cfg) as ledger:
-        gaps = report.gaps(cfg, ledger, since=args.since, dataset=args.dataset)
-    data = gaps.as_dict(cfg)
-    lines = [f"range {cfg.start} .. {cfg.end}: {len(gaps.plan.sessions)} sessions"]
-    labels = {"never_fetched": "never fetched", "failed": "failed", "no_data": "no data (not a gap)"}
-    for ds, kinds in data["datasets"].items():
-        n = len(kinds["never_fetched"]["days"]) + len(kinds["failed"]["days"])
-        lines.append(f"{ds}: {n} missing")
-        for kind, entry in kinds.items():
-            for first, last, count in entry["ranges"]:
-                span = first if first == last else f"{first} .. {last}"
-                # A failed range shows its first day's error (one failed listing fails them all).
-                cause = gaps.errors.get((ds, first)) if kind == "failed" else None
-                extra = "" if cause is None else f"  {'' if first == last else first + ': '}{cause}"
-                lines.append(f"  {labels[kind]:<20} {span} ({count} session{'s' * (count != 1)}){extra}")
-    est = data["estimate"]
-    lines.append(
-        f"estimate: {est['requests']:,} requests, {est['rows']:,} rows, "
-        f"{human_bytes(est['disk_bytes'])} disk, {est['seconds'] / 3600:.1f} h"
-    )
-    _emit(args, data, "\n".join(lines))
+        gaps = report.gaps(cfg, ledger.days(), since=args.since, dataset=args.dataset)
+    _emit(args, gaps.as_dict(cfg), report.gaps_text(cfg, gaps))
     return OK
 
 
@@ -201,8 +183,29 @@ def cmd_status(args: argparse.Namespace) -> int:
                 else ""
             )
         )
+    lines += _status_hints(args, cfg, data)
     _emit(args, data, "\n".join(lines) + ("\n" + grid if grid else ""))
     return OK
+
+
+def _status_hints(args: argparse.Namespace, cfg: config_mod.Config, data: dict[str, Any]) -> list[str]:
+    """Why a ledger that knows nothing may be misleading: files it does not know, or a demo elsewhere."""
+    from spx_data import demo, verify
+
+    if any(d["counts"] for d in data["datasets"].values()):
+        return []
+    hints = []
+    if archived := verify.count_archived(cfg):
+        hints.append(
+            f"the ledger knows no day, but {cfg.archive} holds {archived} day-files: "
+            "`spx-data ledger rebuild` indexes them"
+        )
+    if (args.project / demo.DEFAULT_DIR / project.SNAKEFILE).is_file():
+        hints.append(
+            f"`spx-data demo` has its own project folder {demo.DEFAULT_DIR}/: "
+            f"`spx-data -d {demo.DEFAULT_DIR} status` shows it"
+        )
+    return hints
 
 
 _CELLS = {"success": ("#", "32"), "no_data": ("o", "90"), "failed": ("X", "31"), None: (".", "33")}
@@ -210,7 +213,9 @@ _CELLS = {"success": ("#", "32"), "no_data": ("o", "90"), "failed": ("X", "31"),
 
 def _calendar_grid(cfg: config_mod.Config, ledger: Any) -> str:
     """Month by month, one cell per session: # success, o no data, X failed, . missing."""
-    rows = {(r.dataset, r.day): r.status for r in ledger.days()}
+    from spx_data import report
+
+    rows = {(r.dataset, r.day): r.status for r in report.on_disk(cfg.layout, ledger.days())}
     color = sys.stdout.isatty()
     out = ["legend: # success  o no data  X failed  . missing"]
     for ds in cfg.datasets:
@@ -226,10 +231,14 @@ def _calendar_grid(cfg: config_mod.Config, ledger: Any) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from spx_data import report
+
     cfg = _config(args, writable=False)
     status = "failed" if args.failed_only else args.status
     with _ledger(cfg) as ledger:
-        rows = ledger.days(dataset=args.dataset, status=status, since=args.since and args.since.isoformat())
+        since = args.since and args.since.isoformat()
+        rows = [r for r in report.on_disk(cfg.layout, ledger.days(dataset=args.dataset, since=since))
+                if status is None or r.status == status]  # fmt: skip
     data = [vars(r) if hasattr(r, "__dict__") else r._asdict() for r in rows]
     text = "\n".join(
         f"{r.dataset:<20} {r.day} {r.status:<10} attempts {r.attempts:>2}  rows {r.rows or 0:>11,}  "
@@ -248,11 +257,13 @@ def _run(
     """Preflight, then plain Snakemake with the project profile (targets: the `only` day-files, else
     every gap); 0 only if every planned day ended well."""
     from spx_data import estimate, html_report, plan, runner
+    from spx_data.ledger import check_archive
 
     raw = _raw_config(args)
     for key, value in overrides.items():
         raw[key] = value
     cfg = config_mod.load(raw)
+    check_archive(cfg.ledger, cfg.archive)
     if busy := runner.snakemake_pids(args.project, args.config_file):
         raise Exit(
             BUSY,
@@ -268,6 +279,9 @@ def _run(
         pairs = [p for p in pairs if p in wanted]
         # Spelled as the rules spell their outputs (relative to the workdir), or Snakemake has no rule.
         targets = [str(cfg.layout.parquet(ds, d)) for ds, d in pairs]
+    if not the_plan.sessions:
+        print(f"nothing to do: there is no trading session in {cfg.start} .. {cfg.end}")
+        return OK
     if not pairs:
         print(f"nothing to do: every session {cfg.start} .. {cfg.end} is archived")
         return OK
@@ -293,7 +307,7 @@ def _run(
     print(
         f"{len(pairs)} day-files to archive ({cfg.start} .. {cfg.end}); snakemake log in {cfg.work / 'logs'}"
     )
-    progress = runner.Progress(set(pairs))
+    progress = runner.Progress(set(pairs), _requests_of(cfg), cfg.work / "logs" / "fetch")
     log = cfg.work / "logs" / f"snakemake-{dt.datetime.now():%Y%m%dT%H%M%S}.log"
     live = html_report.LiveReport(cfg, progress, args.config_file)
     print(f"report (refreshed while running): {html_report.default_path(cfg)}")
@@ -331,6 +345,17 @@ def _run(
     elif code != 0 and not bad:
         print(f"snakemake exited {code}; see {log}")
     return FAILED if bad or code != 0 else OK
+
+
+def _requests_of(cfg: config_mod.Config) -> Any:
+    """A day's requests per dataset, once its listing is cached (else None)."""
+    from spx_data import listing
+
+    def count(day: str) -> int | None:
+        found = listing.read(cfg.layout.listing(day))
+        return None if found is None else len(found.select(cfg.symbols, cfg.max_dte))
+
+    return count
 
 
 def _require_terminal(cfg: config_mod.Config) -> None:
@@ -413,7 +438,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 f"BAD {p.problem}" if p.problem.startswith(str(p.path)) else f"BAD {p.path}: {p.problem}"
             )
         if args.repair:
-            for ds, day in sorted({(p.dataset, p.day) for p in problems}):
+            files_bad = {(p.dataset, p.day) for p in problems if not p.ledger_only}
+            for ds, day in sorted({(p.dataset, p.day) for p in problems} - files_bad):
+                row = ledger.set_from_archive(cfg.layout, ds, day)
+                lines.append(f"ledger fixed from the files: {ds} {day} sha256 {row.sha256}")
+            for ds, day in sorted(files_bad):
                 dest = verify.quarantine(cfg, ds, day, reason="failed verify")
                 ledger.set_status(ds, day, "failed", error_class="Quarantined", error=f"moved to {dest}")
                 quarantined[f"{ds} {day}"] = str(dest)
@@ -456,12 +485,11 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     from spx_data.ledger import Ledger
 
     if args.action == "rebuild":
-        cfg.ledger.unlink(missing_ok=True)
-        with Ledger(cfg.ledger) as ledger:
-            n = ledger.rebuild_from_archive(cfg.archive, cfg.datasets)
-        print(f"rebuilt {cfg.ledger} from {n} archived files")
+        with _ledger(cfg) as ledger:  # outcome events first, so the files have the last word
+            n = ledger.rebuild_from_archive(cfg.layout, cfg.datasets)
+        print(f"rebuilt the days of {cfg.ledger} from {n} archived files (run and request history kept)")
         return OK
-    with Ledger(cfg.ledger) as ledger:
+    with Ledger(cfg.ledger, cfg.archive) as ledger:
         n = ledger.sync(cfg.layout.outcomes())
         resolved = ledger.resolve_dead_runs()
     print(f"mirrored {n} outcome events; {resolved} interrupted day(s) resolved")
@@ -588,7 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("sim", help="start the terminal simulator (spx-data sim --help)", add_help=False)
 
     d = sub.add_parser("demo", parents=[overrides, run_opts], help="archive 10 sessions from the simulator")
-    d.add_argument("--dir", type=Path, default=Path("demo"), help="the demo's own project folder")
+    d.add_argument("--dir", type=Path, default=None, help="the demo's own project folder (default: demo)")
     d.add_argument("--chain", default="tiny", help="simulator chain size")
     d.add_argument("--faults", type=float, default=0.0, help="simulator fault rate per class")
     d.set_defaults(func=cmd_demo)

@@ -53,6 +53,7 @@ from spx_data.retry import (
     Budget,
     RetryPolicy,
     fatal_error,
+    wait_notice,
 )
 
 __all__ = ["FetchResult", "ListedExpiration", "NoData", "RetryPolicy", "ThetaClient"]
@@ -324,13 +325,20 @@ class ThetaClient:
             return _Retry(f"{type(exc).__name__}: {exc}", "backoff")
 
     def _wait(self, retry: _Retry, failures: int, full: str, budget: Budget) -> None:
+        # Each wait leaves one line in the job's log, which `spx-data run` shows as it happens.
         policy = self._policy
         if retry.wait == "disconnected":
+            limit = policy.disconnected_max_wait
+            wait_notice(f"{retry.cause}: polling up to {limit:g} s for CONNECTED", full)
             self._await_connected(retry.cause, failures, full, budget)
         elif retry.wait == "starting":
-            budget.wait(self._rng.uniform(*policy.starting_wait), full, retry.cause, failures)
+            seconds = self._rng.uniform(*policy.starting_wait)
+            wait_notice(f"{retry.cause}: the terminal is starting, retry in {seconds:.0f} s", full)
+            budget.wait(seconds, full, retry.cause, failures)
         else:
-            budget.wait(policy.backoff(failures - 1, self._rng), full, retry.cause, failures)
+            seconds = policy.backoff(failures - 1, self._rng)
+            wait_notice(f"{retry.cause}: retry {failures} in {seconds:.1f} s", full)
+            budget.wait(seconds, full, retry.cause, failures)
 
     def _await_connected(self, cause: str, attempt: int, full: str, budget: Budget) -> bool:
         """474 or an outage: poll the status endpoint until CONNECTED, bounded by disconnected_max_wait

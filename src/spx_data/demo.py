@@ -20,6 +20,7 @@ from spx_data import configedit, project
 from spx_data.errors import TerminalUnreachable
 from spx_data.terminal import status as terminal_status
 
+DEFAULT_DIR = Path("demo")  # the demo's own project folder, under the folder it was started in
 DEMO_RANGE = ("2024-11-21", "2024-12-05")  # 10 sessions: holiday 11-28, early close 11-29
 
 
@@ -45,7 +46,7 @@ def terminal(url: str, chain: str, faults: float) -> Iterator[str]:
 def run(args: argparse.Namespace) -> int:
     from spx_data import cli
 
-    root = args.dir.absolute()
+    root = (args.dir or DEFAULT_DIR).absolute()
     root.mkdir(parents=True, exist_ok=True)
     project.install_workflow(root)
     args.project, args.config_file = root, root / project.CONFIG_FILE

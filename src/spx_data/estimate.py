@@ -1,12 +1,15 @@
 """What a set of missing (dataset, day) targets will cost: requests, rows, disk and time.
 
-Sizes come from the day's cached listing where there is one, else from the mean of the cached
-listings, else from the doc's typical full day; bytes per row from what the archive already holds.
+Sizes come from the day's cached listing where there is one, else from the median of the most recent
+listed days (chains grow over the years, so recent days say most about the next ones); with no day
+listed at all the size is unknown and the doc's typical full day stands in (the disk preflight needs a
+number). Bytes per row come from what the archive already holds.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -20,6 +23,7 @@ PARQUET_BYTES_PER_ROW = 14.0  # zstd parquet of 1-minute rows, before the archiv
 NDJSON_BYTES_PER_ROW = 300.0  # temporary NDJSON while a day is in flight
 SECONDS_PER_REQUEST = {"greeks": 3.0, "default": 1.4}  # p90 server time per request (thetadata-v3.md)
 DAYS_IN_FLIGHT = 2  # NDJSON of about this many days exists at once during a run
+RECENT_LISTED = 20  # listed days whose median sizes a day not listed yet
 
 
 @dataclass(frozen=True)
@@ -29,9 +33,11 @@ class Estimate:
     rows: int
     disk_bytes: int  # archive growth plus the NDJSON peak of the days in flight
     seconds: float
+    sized_from: str  # what the sizes of days without a listing rest on
 
-    def as_dict(self) -> dict[str, float | int]:
-        return {k: getattr(self, k) for k in ("targets", "requests", "rows", "disk_bytes", "seconds")}
+    def as_dict(self) -> dict[str, float | int | str]:
+        keys = ("targets", "requests", "rows", "disk_bytes", "seconds", "sized_from")
+        return {k: getattr(self, k) for k in keys}
 
 
 def estimate(cfg: Config, pairs: Iterable[tuple[str, str]]) -> Estimate:
@@ -42,16 +48,25 @@ def estimate(cfg: Config, pairs: Iterable[tuple[str, str]]) -> Estimate:
         found = listing.read(layout.listing(day))
         if found is not None:
             cached[day] = found.select(cfg.symbols, cfg.max_dte)
-    mean_exp = sum(len(v) for v in cached.values()) / len(cached) if cached else TYPICAL_EXPIRATIONS
-    mean_con = sum(n for v in cached.values() for *_, n in v) / len(cached) if cached else TYPICAL_CONTRACTS
+    recent = [found.select(cfg.symbols, cfg.max_dte) for found in _recent_listings(cfg)]
+    unlisted = len({d for _, d in pairs} - set(cached))
+    if recent:
+        usual_exp = statistics.median(len(v) for v in recent)
+        usual_con = statistics.median(sum(n for *_, n in v) for v in recent)
+        sized_from = f"{unlisted} unlisted day(s) sized as the median of the {len(recent)} newest listed days"
+    else:
+        usual_exp, usual_con = TYPICAL_EXPIRATIONS, TYPICAL_CONTRACTS
+        sized_from = "size unknown until a day is listed: a full-size chain assumed"
+    if not unlisted:
+        sized_from = "every day listed"
     per_row = bytes_per_row(cfg.ledger)
     requests = rows = 0
     disk = seconds = 0.0
     peak_ndjson: list[float] = []
     for ds, day in pairs:
         d = datasets.get(ds)
-        exps = len(cached[day]) if day in cached else mean_exp
-        contracts = sum(n for *_, n in cached[day]) if day in cached else mean_con
+        exps = len(cached[day]) if day in cached else usual_exp
+        contracts = sum(n for *_, n in cached[day]) if day in cached else usual_con
         session = calendar.session_on(dt.date.fromisoformat(day))
         per_contract = session.intervals(cfg.interval) if (d.interval_based and session) else 1
         day_rows = contracts * per_contract
@@ -62,4 +77,15 @@ def estimate(cfg: Config, pairs: Iterable[tuple[str, str]]) -> Estimate:
         kind = "greeks" if ds.startswith("greeks") else "default"
         seconds += exps * SECONDS_PER_REQUEST[kind] / max(1, cfg.api_concurrency)
     disk += sum(sorted(peak_ndjson, reverse=True)[: DAYS_IN_FLIGHT * max(1, len(cfg.datasets))])
-    return Estimate(len(pairs), requests, rows, round(disk), seconds)
+    return Estimate(len(pairs), requests, rows, round(disk), seconds, sized_from)
+
+
+def _recent_listings(cfg: Config) -> list[listing.Listing]:
+    """The newest cached listings with data, at most RECENT_LISTED of them."""
+    found = []
+    for day in reversed(cfg.layout.listed_days()):
+        if (cached := listing.read(cfg.layout.listing(day))) is not None and not cached.no_data:
+            found.append(cached)
+            if len(found) == RECENT_LISTED:
+                break
+    return found

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from spx_data import __version__, atomic, datasets, estimate, listing, plan, project
 from spx_data.config import Config
+from spx_data.humane import human_bytes
 from spx_data.ledger import SCHEMA_VERSION
 from spx_data.paths import free_bytes
-from spx_data.units import human_bytes
 
 if TYPE_CHECKING:
     from spx_data.runner import Progress

@@ -11,10 +11,13 @@ How a day moves within one run (attempt rows keep one try each; `stage` says whi
 - An assemble outcome closes the attempt as success / no_data / failed.
 - run_end (or a dead run found by `resolve_dead_runs`) fails whatever is still queued or processing.
 A run that has ended never moves a day back to `processing` (orphaned jobs may still write events).
+A fetch or a failed assembly whose job started before the day's success was recorded is an orphan's
+late news (its run died, a newer run finished the day): it joins the history, the day stays as it is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -152,7 +155,9 @@ class DayRow:
 
 
 class Ledger:
-    def __init__(self, path: Path, read_only: bool = False) -> None:
+    def __init__(self, path: Path, archive: Path | None = None, read_only: bool = False) -> None:
+        """Open (or create) the ledger; with `archive`, it must index that archive (the first writer
+        records it), so another archive's outcomes never mix into this one."""
         self.path = Path(path)
         if read_only:  # a read-only share or backup: no WAL or lock files can be made, nobody writes it
             uri = f"{self.path.absolute().as_uri()}?mode=ro&immutable=1"
@@ -162,9 +167,18 @@ class Ledger:
         self._db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
         try:
             _retry_locked(self._setup)
+            if archive is not None:
+                self._claim(archive)
         except BaseException:
             self._db.close()
             raise
+
+    def _claim(self, archive: Path) -> None:
+        key = _archive_key(self.path, archive)
+        with self._transaction() as cur:
+            cur.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('archive', ?)", (key,))
+            indexed = cur.execute("SELECT value FROM meta WHERE key = 'archive'").fetchone()[0]
+        _check_indexed(self.path, indexed, archive)
 
     def _setup(self) -> None:
         mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -306,23 +320,37 @@ class Ledger:
         with self._transaction() as cur:
             cur.execute(_OPERATOR, (dataset, day, status, rows, bytes, sha256, error_class, error, _now()))
 
-    def rebuild_from_archive(self, archive: Path, datasets: Iterable[str]) -> int:
+    def rebuild_from_archive(self, layout: Layout, datasets: Iterable[str]) -> int:
         """Set every day that has a parquet in the archive from its file; returns days written.
 
-        Days the ledger knows but the archive has no parquet for are left as they are.
+        Only what the archive says is rebuilt: a day the ledger calls archived whose parquet is gone
+        loses its row (it is a plain gap again); failures, runs, attempts and requests stay.
         """
         names = [check_dataset(dataset) for dataset in datasets]  # before any becomes a path part
-        layout = Layout(Path(archive), Path())  # only the archive side is read
-        found = [
-            _archived_day(layout, dataset, day)
+        on_disk = {
+            dataset: [day for day in layout.archived_days(dataset) if layout.parquet(dataset, day).is_file()]
             for dataset in names
-            for day in layout.archived_days(dataset)
-            if layout.parquet(dataset, day).is_file()
+        }
+        found = [_archived_day(layout, dataset, day) for dataset, days in on_disk.items() for day in days]
+        gone = [
+            (row.dataset, row.day)
+            for dataset, days in on_disk.items()
+            for row in self.days(dataset=dataset)
+            if row.status in ("success", "no_data") and row.day not in set(days)
         ]
         now = _now()
         with self._transaction() as cur:
             cur.executemany(_REBUILT, [(*row, now) for row in found])
+            cur.executemany("DELETE FROM days WHERE dataset = ? AND day = ?", gone)
         return len(found)
+
+    def set_from_archive(self, layout: Layout, dataset: str, day: str) -> DayRow:
+        """One day's row as its archived files show it (verify --repair when only the ledger was wrong)."""
+        with self._transaction() as cur:
+            cur.execute(_REBUILT, (*_archived_day(layout, check_dataset(dataset), day), _now()))
+        row = self.day(dataset, day)
+        assert row is not None
+        return row
 
     # -- reading --------------------------------------------------------------------------------------
 
@@ -428,8 +456,9 @@ def _on_fetch(cur: sqlite3.Cursor, event: dict[str, Any]) -> None:
         _INSERT_REQUEST, (_text(event["id"]), run_id, dataset, day, *request, *sizes, error_class, error, at)
     )
     attempt_id, state = _attempt_state(cur, run_id, dataset, day)
+    stale = _older_than_success(cur, dataset, day, at, seconds)
     if status != "failed":
-        if state == "none" and _run_open(cur, run_id):
+        if state == "none" and _run_open(cur, run_id) and not stale:
             cur.execute(_INSERT_ATTEMPT, (run_id, dataset, day, at, "processing", *[None] * 7, "fetch"))
             cur.execute(_PROCESSING, (dataset, day, run_id, at))
         return
@@ -441,7 +470,8 @@ def _on_fetch(cur: sqlite3.Cursor, event: dict[str, Any]) -> None:
         cur.execute(_CLOSE_ATTEMPT, (*closing, attempt_id))
     else:
         return  # already failed (first error kept) or assembled in this run
-    cur.execute(_FETCH_FAILED, (dataset, day, error_class, error, run_id, at))
+    if not stale:
+        cur.execute(_FETCH_FAILED, (dataset, day, error_class, error, run_id, at))
 
 
 def _on_assemble_start(cur: sqlite3.Cursor, event: dict[str, Any]) -> None:
@@ -470,6 +500,8 @@ def _on_assemble(cur: sqlite3.Cursor, event: dict[str, Any]) -> None:
     else:
         cur.execute(_INSERT_ATTEMPT, (run_id, dataset, day, at, *closing))
     note = _opt(event, "note")
+    if failed and _older_than_success(cur, dataset, day, at, result[2]):
+        return
     cur.execute(
         _OUTCOME, (dataset, day, status, 0 if counted else 1, *result, error_class, error, run_id, at, note)
     )
@@ -517,6 +549,20 @@ def _attempt_state(cur: sqlite3.Cursor, run_id: str, dataset: str, day: str) -> 
     if finished is None:
         return attempt_id, "open"
     return attempt_id, "assembled" if stage == "assemble" else "closed"
+
+
+def _older_than_success(cur: sqlite3.Cursor, dataset: str, day: str, at: str, seconds: Any) -> bool:
+    """Whether the job behind an event (ended `at`, ran `seconds`) started before the day's success."""
+    sql = "SELECT status, updated FROM days WHERE dataset = ? AND day = ?"
+    row = cur.execute(sql, (dataset, day)).fetchone()
+    if row is None or row[0] not in ("success", "no_data"):
+        return False
+    return _utc(row[1]) > _utc(at) - dt.timedelta(seconds=float(seconds or 0))
+
+
+def _utc(text: str) -> dt.datetime:
+    when = dt.datetime.fromisoformat(text)
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def _run_open(cur: sqlite3.Cursor, run_id: str) -> bool:
@@ -607,10 +653,46 @@ def bytes_per_row(path: Path) -> dict[str, float]:
 _ROWS, _STATUS = footer_keys.ROWS.encode(), footer_keys.STATUS.encode()
 
 
+def _archive_key(ledger: Path, archive: Path) -> str:
+    """The archive as seen from the ledger's folder: a project moved or copied whole keeps its key."""
+    return os.path.relpath(Path(archive).absolute(), ledger.absolute().parent)
+
+
+def _check_indexed(ledger: Path, indexed: str | None, archive: Path) -> None:
+    if indexed is not None and indexed != _archive_key(ledger, archive):
+        where = os.path.normpath(ledger.absolute().parent / indexed)
+        raise SpxDataError(
+            f"ledger {ledger} indexes the archive {where}, not {archive}: give this archive its own "
+            "ledger_path (e.g. --set ledger_path=...), or set archive_dir back"
+        )
+
+
+def read_days(ledger: Path) -> list[DayRow]:
+    """Every day's row, read without writing anything (a dry run); [] without a readable ledger."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)) as db:
+            return [DayRow(*row) for row in db.execute(f"SELECT {_DAY_COLUMNS} FROM days")]
+    except sqlite3.Error:
+        return []
+
+
+def check_archive(ledger: Path, archive: Path) -> None:
+    """Refuse a ledger that indexes another archive, without writing anything (no ledger: nothing to do)."""
+    if not ledger.exists():
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)) as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'archive'").fetchone()
+    except sqlite3.Error:
+        return  # unreadable here: the run's own ledger open reports it
+    _check_indexed(ledger, row[0] if row else None, archive)
+
+
 def _archived_day(layout: Layout, dataset: str, day: str) -> tuple[Any, ...]:
     """(dataset, day, status, rows, bytes, sha256, error_class, error) as the file shows it."""
     incomplete = (dataset, day, "failed", None, None, None, "IncompleteFile", "incomplete file in archive")
-    parquet, sidecar = layout.parquet(dataset, day), layout.sidecar(dataset, day)
+    parquet = layout.parquet(dataset, day)
+    sidecar = layout.any_sidecar(dataset, day) or layout.sidecar(dataset, day)
     try:
         metadata = pq.read_metadata(parquet)
         sha256 = sidecar.read_text().split()[0]

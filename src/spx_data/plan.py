@@ -1,7 +1,8 @@
 """Which (dataset, day) targets are missing, and which of those days still need a listing.
 
 A day is done when its parquet and its sidecar (written last) both exist: one stat each, no reading,
-so planning 2,500 sessions costs milliseconds and a finished day never enters the DAG.
+so planning 2,500 sessions costs milliseconds and a finished day never enters the DAG. A sidecar of
+the legacy name (before issue 15) also counts, at one more stat, until a run renames it.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def build(cfg: Config, sessions: list[Session] | None = None) -> Plan:
         missing[ds] = tuple(
             day
             for day in (s.day.isoformat() for s in sessions)
-            if not (os.path.exists(layout.sidecar(ds, day)) and os.path.exists(layout.parquet(ds, day)))
+            if not (layout.any_sidecar(ds, day) and os.path.exists(layout.parquet(ds, day)))
         )
     days = sorted({d for v in missing.values() for d in v})
     unlisted = tuple(d for d in days if not os.path.exists(layout.listing(d)))

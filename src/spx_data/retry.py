@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from spx_data.config import DEFAULTS
 from spx_data.errors import FatalRequestError, PermissionDenied, RetriesExhausted
+
+WAIT_PREFIX = "spx-data wait: "  # starts the log line of every retry or wait on the terminal
+_log = logging.getLogger(__name__)
 
 NO_DATA = 472
 LARGE_REQUEST = 570
@@ -82,6 +86,11 @@ class Budget:
         return RetriesExhausted(
             f"{url}: gave up after {attempts} attempts in {self.elapsed:.1f} s ({limit}); last cause: {cause}"
         )
+
+
+def wait_notice(text: str, url: str) -> None:
+    """One line on stderr (the job's log) saying what the request waits for."""
+    _log.warning("%s%s (%s)", WAIT_PREFIX, text, url)
 
 
 def fatal_error(code: int, url: str, body: str) -> FatalRequestError:

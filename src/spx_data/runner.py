@@ -7,9 +7,11 @@ through the outcome events the jobs leave on disk.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +23,13 @@ from pathlib import Path
 from typing import TextIO
 
 from spx_data import outage, outcomes
+from spx_data.humane import human_bytes, human_seconds
+from spx_data.retry import WAIT_PREFIX
+
+
+def is_dry_run(argv: Sequence[str]) -> bool:
+    """Whether a Snakemake command line asks for a dry run: -n (alone or among short flags), --dry-run."""
+    return any(a in ("--dry-run", "--dryrun") or re.fullmatch(r"-[A-Za-z]*n[A-Za-z]*", a) for a in argv[1:])
 
 
 def config_args(overrides: Mapping[str, object]) -> list[str]:
@@ -121,20 +130,35 @@ def refusal(log_path: Path) -> str | None:
 
 @dataclass
 class Progress:
-    """Counts folded from outcome events as they appear."""
+    """Counts folded from outcome events as they appear, and the waits the fetch jobs' logs report.
+
+    The ETA counts requests as well as day-files: a day's dozens of requests finish long before its
+    file, so the estimate starts with the first requests and moves smoothly. Days not listed yet count
+    as many requests as the mean listed day. `requests_of(day)` is the day's request count per dataset
+    once its listing exists, else None.
+    """
 
     planned: set[tuple[str, str]]
+    requests_of: Callable[[str], int | None] = lambda day: None
+    fetch_logs: Path | None = None  # <work>/logs/fetch: one log per request, where waits are written
     done: dict[tuple[str, str], str] = field(default_factory=dict)
     rows: int = 0
+    requests: int = 0  # requests finished (ok, no data or failed)
+    fetched_rows: int = 0
+    fetched_bytes: int = 0
     failures: list[str] = field(default_factory=list)
+    waits: list[str] = field(default_factory=list)  # new wait notices, for the caller to print
     started: float = field(default_factory=time.monotonic)
+    since: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
     _seen: set[str] = field(default_factory=set)
+    _sizes: dict[str, int] = field(default_factory=dict)
+    _log_sizes: dict[Path, int] = field(default_factory=dict)
 
     def poll(self, outcomes_dir: Path) -> bool:
-        """Fold new events in; True when something finished."""
-        changed = False
+        """Fold new events in; True when a day-file finished, a request failed or a wait began."""
+        changed = self._poll_waits()
         if not outcomes_dir.is_dir():
-            return False
+            return changed
         for path in sorted(outcomes_dir.glob("*.json")):
             if path.name in self._seen:
                 continue
@@ -143,6 +167,8 @@ class Progress:
                 ev = json.loads(path.read_text())
             except (OSError, ValueError):
                 continue
+            if ev.get("at", "") < self.since:
+                continue  # an earlier run's, not yet mirrored
             if ev.get("kind") == "assemble":
                 key = (ev["dataset"], ev["day"])
                 self.done[key] = ev["status"]
@@ -152,29 +178,79 @@ class Progress:
                         f"{ev['dataset']} {ev['day']}: {ev.get('error_class')}: {ev.get('error')}"
                     )
                 changed = True
-            elif ev.get("kind") == "fetch" and ev.get("status") == "failed" and not _outage(ev):
-                self.failures.append(
-                    f"{ev['dataset']} {ev['day']} {ev['symbol']} {ev['expiration']}: "
-                    f"{ev.get('error_class')}: {ev.get('error')}"
-                )
-                changed = True
+            elif ev.get("kind") == "fetch":
+                self.requests += 1
+                self.fetched_rows += ev.get("rows") or 0
+                self.fetched_bytes += ev.get("bytes") or 0
+                if ev.get("status") == "failed" and not _outage(ev):
+                    self.failures.append(
+                        f"{ev['dataset']} {ev['day']} {ev['symbol']} {ev['expiration']}: "
+                        f"{ev.get('error_class')}: {ev.get('error')}"
+                    )
+                    changed = True
         return changed
 
+    def _poll_waits(self) -> bool:
+        """New wait lines in the logs of days still in flight (a few folders, read only when they grew)."""
+        if self.fetch_logs is None:
+            return False
+        found = False
+        for ds, day in sorted(self.planned - self.done.keys()):
+            folder = self.fetch_logs / ds / day
+            if not folder.is_dir():
+                continue
+            for log in folder.iterdir():
+                size = log.stat().st_size
+                if size <= self._log_sizes.get(log, 0):
+                    continue
+                with open(log, "rb") as f:
+                    f.seek(self._log_sizes.get(log, 0))
+                    text = f.read(size - self._log_sizes.get(log, 0)).decode(errors="replace")
+                self._log_sizes[log] = size
+                for line in text.splitlines():
+                    if line.startswith(WAIT_PREFIX):
+                        self.waits.append(f"{ds} {day} {log.stem}: {line.removeprefix(WAIT_PREFIX)}")
+                        found = True
+        return found
+
+    def _planned_requests(self) -> int | None:
+        """Requests of all planned day-files: listed days counted, the others as the mean listed day."""
+        days = {d for _, d in self.planned}
+        for day in days - self._sizes.keys():
+            if (n := self.requests_of(day)) is not None:
+                self._sizes[day] = n
+        if not self._sizes:
+            return None
+        mean = sum(self._sizes.values()) / len(self._sizes)
+        return round(sum(self._sizes.get(d, mean) for _, d in self.planned))
+
     def eta_seconds(self) -> float | None:
-        """Time left at the pace so far; None before the first day-file is done."""
-        n = len(self.done)
-        return (time.monotonic() - self.started) / n * (len(self.planned) - n) if n else None
+        """Time left at the pace so far, requests counted as well as day-files (a day-file weighs one
+        request: assembly is quick next to fetching); None until the days are listed and one is done."""
+        planned_requests = self._planned_requests()
+        units, done = len(self.planned) + (planned_requests or 0), len(self.done) + self.requests
+        if planned_requests is None or not done:
+            return None
+        return (time.monotonic() - self.started) / done * (units - done)
 
     def line(self) -> str:
         n, total = len(self.done), len(self.planned)
         elapsed = time.monotonic() - self.started
         rate = self.rows / elapsed if elapsed > 0 else 0.0
-        eta = self.eta_seconds()
-        eta_text = f"{eta / 60:.1f} min" if eta is not None else "?"
         failed = sum(1 for s in self.done.values() if s == "failed")
+        planned_requests = self._planned_requests()
+        if planned_requests is None:
+            fetch = "listing the days"
+        else:
+            fetch = (
+                f"requests {self.requests:,}/{planned_requests:,} ({self.fetched_rows:,} rows, "
+                f"{human_bytes(self.fetched_bytes)})"
+            )
+        eta = self.eta_seconds()
+        eta_text = "?" if eta is None else human_seconds(eta)
         return (
-            f"{n}/{total} day-files done, {failed} failed, {self.rows:,} rows, {rate:,.0f} rows/s, "
-            f"elapsed {elapsed:.0f} s, ETA {eta_text}"
+            f"{n}/{total} day-files done, {failed} failed; {fetch}; {self.rows:,} rows archived, "
+            f"{rate:,.0f} rows/s; elapsed {human_seconds(elapsed)}, ETA {eta_text}"
         )
 
 
@@ -208,12 +284,15 @@ def run_snakemake(
             if tty:
                 out.write("\r\033[K" + progress.line())
                 out.flush()
-            elif changed or time.monotonic() - last_plain > 30:
+            elif changed or time.monotonic() - last_plain > 10:
                 out.write(progress.line() + "\n")
                 last_plain = time.monotonic()
             for failure in progress.failures[reported_failures:]:
                 out.write(("\r\033[K" if tty else "") + f"failed: {failure}\n")
             reported_failures = len(progress.failures)
+            for wait in progress.waits:
+                out.write(("\r\033[K" if tty else "") + f"waiting: {wait}\n")
+            progress.waits.clear()
             if tick is not None:
                 tick()
             if work is not None and run_id is not None and outage.marker(work, run_id).exists():

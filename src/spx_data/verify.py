@@ -19,6 +19,7 @@ class Problem:
     day: str
     path: Path
     problem: str
+    ledger_only: bool = False  # the files agree and validate; only the ledger's record differs
 
 
 def count_archived(cfg: Config) -> int:
@@ -39,7 +40,8 @@ def verify_archive(cfg: Config, ledger: Any) -> list[Problem]:
     for ds in cfg.datasets:
         dataset = datasets.get(ds)
         for day in cfg.layout.archived_days(ds):
-            parquet, sidecar = cfg.layout.parquet(ds, day), cfg.layout.sidecar(ds, day)
+            parquet = cfg.layout.parquet(ds, day)
+            sidecar = cfg.layout.any_sidecar(ds, day) or cfg.layout.sidecar(ds, day)
             folder = parquet.parent
             for stray in folder.glob(".*.tmp"):
                 problems.append(Problem(ds, day, stray, "temporary file left behind"))
@@ -57,12 +59,19 @@ def verify_archive(cfg: Config, ledger: Any) -> list[Problem]:
             if not found and row is not None and row.sha256 and sidecar.exists():
                 hexdigest = read_sidecar(sidecar)[0]
                 if row.sha256 != hexdigest:
-                    problems.append(
-                        Problem(
-                            ds, day, parquet, f"ledger sha256 {row.sha256[:12]}… differs from the sidecar"
-                        )
-                    )
+                    problem = f"ledger sha256 {row.sha256[:12]}… differs from the sidecar"
+                    problems.append(Problem(ds, day, parquet, problem, _unchanged_since(parquet, row)))
     return problems
+
+
+def _unchanged_since(parquet: Path, row: Any) -> bool:
+    """Whether the file is the one the ledger recorded (same size, not written since), so a differing
+    hash is the ledger's error; a file rewritten later with a matching sidecar is not trusted."""
+    stat = parquet.stat()
+    written = dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC)
+    recorded = dt.datetime.fromisoformat(row.updated)
+    recorded = recorded if recorded.tzinfo else recorded.replace(tzinfo=dt.UTC)
+    return row.bytes == stat.st_size and written <= recorded
 
 
 def quarantine(cfg: Config, dataset: str, day: str, reason: str) -> Path:
