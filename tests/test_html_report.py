@@ -161,15 +161,17 @@ def test_live_page_reloads_itself_and_the_final_one_does_not(synthetic: Path) ->
     from spx_data import config
 
     cfg = config.load(config.read_yaml(synthetic / "config.yaml"), base=synthetic)
-    progress = Progress({("quote", "2030-01-02"), ("quote", "2030-01-03")})
+    # Each day is 4 requests; one day-file and its 4 requests of the 10 units are done in 60 s.
+    progress = Progress({("quote", "2030-01-02"), ("quote", "2030-01-03")}, requests_of=lambda day: 4)
     progress.done[("quote", "2030-01-02")] = "success"
+    progress.requests = 4
     progress.started = time.monotonic() - 60
     html_report.LiveReport(cfg, progress)()
     page = html_report.default_path(cfg)
     text = page.read_text()
     assert '<meta http-equiv="refresh" content="5">' in text
     assert 'id="live-done" data-value="1"' in text and 'id="live-planned" data-value="2"' in text
-    assert "ETA 1.0 min" in text
+    assert "ETA 1 min 0 s" in text
     html_report.write(cfg)
     assert "http-equiv" not in page.read_text()
 

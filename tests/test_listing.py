@@ -54,6 +54,7 @@ def test_a_listing_cached_before_issue_10_still_reads(tmp_path: Path) -> None:
     assert old.traded is None and old.traded_contracts("SPXW", "2024-11-26") is None
 
 
+@pytest.mark.e2e  # connects to a closed loopback port: a refused connection is the point
 def test_a_failed_listing_leaves_its_cause_and_log_for_the_day(tmp_path: Path) -> None:
     layout = Layout(tmp_path / "archive", tmp_path / "work")
     failures = list_days(layout, "http://127.0.0.1:9", DAYS[0], work=layout.work)  # nothing listens

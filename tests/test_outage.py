@@ -53,6 +53,7 @@ def test_fetch_job_after_the_marker_exits_at_once(tmp_path: Path, monkeypatch: p
     assert (event["status"], event["error_class"]) == ("failed", "TerminalUnreachable")
 
 
+@pytest.mark.e2e  # connects to a closed loopback port: a refused connection is the point
 def test_fetch_job_that_waits_out_the_bound_leaves_the_marker(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -39,10 +39,11 @@ def test_gaps_split_failed_from_never_fetched_and_list_no_data(tmp_path: Path) -
     with Ledger(c.ledger) as led:
         led.set_status("quote", "2024-11-26", "failed", error_class="RetriesExhausted", error="gave up")
         led.set_status("quote", "2024-11-29", "no_data")
-        gaps = report.gaps(c, led)
+        gaps = report.gaps(c, led.days())
     assert gaps.kinds["quote"] == {
         "never_fetched": ["2024-11-27", "2024-12-02"],
         "failed": ["2024-11-26"],
+        "missing": [],
         "no_data": ["2024-11-29"],
     }
     assert gaps.errors == {("quote", "2024-11-26"): "RetriesExhausted: gave up"}
@@ -63,6 +64,7 @@ def test_status_counts_sizes_rows_and_newest(tmp_path: Path) -> None:
         led.set_status("quote", "2024-11-27", "failed", error_class="X", error="y")
         out = report.status(c, led)
     quote = out["datasets"]["quote"]
-    assert quote["counts"] == {"queued": 0, "processing": 0, "success": 1, "failed": 1, "no_data": 1}
+    counts = {"queued": 0, "processing": 0, "success": 1, "failed": 1, "no_data": 1, "missing": 0}
+    assert quote["counts"] == counts
     assert (quote["archive_bytes"], quote["rows"], quote["newest"]) == (100 + 50 + 2 * 3, 7, "2024-11-26")
     assert out["runs"] == []

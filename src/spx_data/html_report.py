@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from spx_data import __version__, atomic, datasets, estimate, listing, plan, project
 from spx_data.config import Config
-from spx_data.humane import human_bytes
+from spx_data.humane import human_bytes, human_seconds
 from spx_data.ledger import SCHEMA_VERSION
 from spx_data.paths import free_bytes
 
@@ -531,12 +531,12 @@ def _runs_section(data: Data, live: Live | None, svg: str | None) -> str:
     if live:
         n = len(live.done)
         failed = sum(1 for s in live.done.values() if s == "failed")
-        eta = f"{live.eta_s / 60:,.1f} min" if live.eta_s is not None else "?"
+        eta = human_seconds(live.eta_s) if live.eta_s is not None else "?"
         pct = 100 * n / max(live.planned, 1)
         now = (
             f'<div class="live"><b>Run in progress:</b> {_num("live-done", n)} of '
             f"{_num('live-planned', live.planned)} day-files done, {_num('live-failed', failed)} failed, "
-            f"{live.rows:,} rows, elapsed {live.elapsed_s / 60:,.1f} min, ETA {eta}"
+            f"{live.rows:,} rows, elapsed {human_seconds(live.elapsed_s)}, ETA {eta}"
             f'<div class="bar"><div style="width:{pct:.1f}%"></div></div>'
             "<small>Coverage follows this run; the other sections show the ledger as the run found it, "
             "until it ends.</small></div>"
