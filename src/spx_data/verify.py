@@ -60,18 +60,17 @@ def verify_archive(cfg: Config, ledger: Any) -> list[Problem]:
                 hexdigest = read_sidecar(sidecar)[0]
                 if row.sha256 != hexdigest:
                     problem = f"ledger sha256 {row.sha256[:12]}… differs from the sidecar"
-                    problems.append(Problem(ds, day, parquet, problem, _unchanged_since(parquet, row)))
+                    ledger_only = _recorded_by_its_writer(ledger, ds, day, hexdigest)
+                    problems.append(Problem(ds, day, parquet, problem, ledger_only))
     return problems
 
 
-def _unchanged_since(parquet: Path, row: Any) -> bool:
-    """Whether the file is the one the ledger recorded (same size, not written since), so a differing
-    hash is the ledger's error; a file rewritten later with a matching sidecar is not trusted."""
-    stat = parquet.stat()
-    written = dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC)
-    recorded = dt.datetime.fromisoformat(row.updated)
-    recorded = recorded if recorded.tzinfo else recorded.replace(tzinfo=dt.UTC)
-    return row.bytes == stat.st_size and written <= recorded
+def _recorded_by_its_writer(ledger: Any, dataset: str, day: str, hexdigest: str) -> bool:
+    """Whether the assembly that wrote the day recorded this very digest: then the file is the one
+    it wrote and only the day's row is wrong. A file rewritten later with a matching sidecar has no
+    such witness and stays suspect (an mtime is no witness: outputs were seen touched after the job)."""
+    written = [a for a in ledger.attempts(dataset, day) if a["status"] in ("success", "no_data")]
+    return bool(written) and written[-1]["sha256"] == hexdigest
 
 
 def quarantine(cfg: Config, dataset: str, day: str, reason: str) -> Path:
