@@ -125,6 +125,7 @@ def test_help_for_every_command(project: Project) -> None:
     for cmd in (
         "config",
         "doctor",
+        "probe",
         "gaps",
         "run",
         "status",
@@ -147,8 +148,9 @@ def test_doctor_against_the_simulator_and_without_a_terminal(
     cfg = ["--config-file", str(project.config_file)]
     ok = project.cli("doctor", *cfg)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    lines = ok.stdout.splitlines()
+    *lines, pointer = ok.stdout.splitlines()
     assert all(line.startswith("✓ ") for line in lines) and len(lines) >= 7, ok.stdout
+    assert "`spx-data probe`" in pointer
     assert any("CONNECTED" in line for line in lines) and any("quote" in line for line in lines)
     down = project.cli("doctor", *cfg, "--set", "terminal_url=http://127.0.0.1:9")
     assert down.returncode == 3, down.stdout + down.stderr

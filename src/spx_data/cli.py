@@ -406,9 +406,16 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     results = doctor.run_checks(cfg)
     for r in results:
         print(f"{'✓' if r.ok else '✗'} {r.name}: {r.detail}" + ("" if r.ok else f"  → {r.fix}"))
+    print(doctor.PROBE_HINT)
     if any(r.name == doctor.REACHABLE and not r.ok for r in results):
         return UNREACHABLE
     return OK if all(r.ok for r in results) else FAILED
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from spx_data import probe
+
+    return OK if probe.main(_config(args)) else FAILED
 
 
 def cmd_ledger(args: argparse.Namespace) -> int:
@@ -459,6 +466,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "doctor", parents=[common], help="check terminal, permissions, disk, calendar"
     ).set_defaults(func=cmd_doctor)
+
+    sub.add_parser(
+        "probe", parents=[common], help="a one-minute check that the terminal answers as the archive assumes"
+    ).set_defaults(func=cmd_probe)
 
     g = sub.add_parser("gaps", parents=[common, js], help="missing sessions, grouped, with an estimate")
     g.add_argument("--dataset")

@@ -17,6 +17,10 @@ from spx_data.estimate import estimate
 from spx_data.retry import FIXES as _FIXES
 
 REACHABLE = "terminal reachable"  # its failure makes `spx-data doctor` exit 3, like `run`
+# Doctor asks one strike per dataset; whether whole answers match the archive's assumptions is the probe's.
+PROBE_HINT = (
+    "once per terminal: `spx-data probe` checks whole answers against what the archive assumes (~1 min)"
+)
 
 
 @dataclass(frozen=True)

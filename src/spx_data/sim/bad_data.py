@@ -15,7 +15,7 @@ from spx_data.datasets import Dataset
 
 KINDS: tuple[str, ...] = (
     "html", "empty", "malformed_line", "missing_column", "wrong_type", "unknown_right", "duplicate_row",
-    "short_contract", "outside_session", "other_date", "wrong_expiration",
+    "short_contract", "missing_contract", "outside_session", "other_date", "wrong_expiration",
 )  # fmt: skip
 TARGET_LINE = 17  # 1-based
 HTML = (
@@ -66,14 +66,14 @@ def corrupt(kind: str, body: bytes, dataset: Dataset, day: dt.date) -> bytes:
         lines[at] = lines[at][: len(lines[at]) // 2] + b"\n"
     elif kind == "duplicate_row":  # the next row becomes a copy: same row count, one key twice
         lines[at + 1 : at + 2] = [lines[at]]
-    elif kind == "short_contract":  # the target row's contract (rows are contract-major) loses half its rows
-        key = _contract(lines[at])
+    elif kind in ("short_contract", "missing_contract"):  # the target row's contract (rows are
+        key = _contract(lines[at])  # contract-major) loses half its rows, or all of them
         first, last = at, at
         while first > 0 and _contract(lines[first - 1]) == key:
             first -= 1
         while last + 1 < len(lines) and _contract(lines[last + 1]) == key:
             last += 1
-        del lines[(first + last) // 2 + 1 : last + 1]
+        del lines[(first + last) // 2 + 1 if kind == "short_contract" else first : last + 1]
     else:
         lines[at] = _edit_row(kind, lines[at], dataset, day)
     return b"".join(lines)
