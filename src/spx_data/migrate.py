@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from spx_data.checksum import fsync_dir
+from spx_data.atomic import fsync_dir
 from spx_data.paths import Layout
 
 
