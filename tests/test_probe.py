@@ -24,6 +24,9 @@ DATASETS = ["quote", "ohlc", "open_interest", "eod", "greeks_first_order"]
 CHECKS = ("columns", "contracts", "rows per contract", "last timestamp")
 
 
+TRADE_LISTING = "/option/list/contracts/trade"
+
+
 def run_probe(sim: Simulator, tmp_path: Path, days: probe.Days | None = None, **raw: Any) -> dict[str, Any]:
     """Probe `sim` in-process: {check: finding}, plus the JSON report under "report"."""
     doc = {
@@ -116,13 +119,17 @@ def test_pick_days() -> None:
         ({"fault_rates": {"torn": 1.0}}, "final newline", "answers end in a torn line"),
         ({"bad_data": (f"html@{EARLY}",)}, f"without end_time (quote {EARLY})", "does not parse"),
         ({"fault_rates": {"500": 1.0}}, f"listing {END} (close 16:00)", "HTTP 500"),
+        ({"fault_rates": {"500": 1.0}, "fault_paths": (TRADE_LISTING,), "datasets": ["ohlc"]},
+         f"traded listing {END}", "HTTP 500"),
     ],
     ids=["columns", "contracts", "rows-per-contract", "last-timestamp", "final-newline", "without-end-time",
-         "listing"],
+         "listing", "traded-listing"],
 )  # fmt: skip
 def test_each_failure_line_fires(simulator: Factory, tmp_path: Path, sim: dict[str, Any], check: str,
                                  says: str) -> None:  # fmt: skip
-    found = run_probe(simulator(**sim), tmp_path)
+    sim = dict(sim)  # the parameter is shared between runs
+    datasets = sim.pop("datasets", ["quote"])
+    found = run_probe(simulator(**sim), tmp_path, datasets=datasets)
     assert check in failed(found) and says in failed(found)[check], failed(found)
     assert not found["report"]["ok"]
 

@@ -84,6 +84,7 @@ class SimConfig:
     tier: int = 4  # concurrent requests: 1 free, 2 value, 4 standard, 8 pro
     queue: int = 16  # requests waiting for a slot before 429
     fault_rates: Mapping[str, float] = field(default_factory=dict)  # class -> 0..1, see faults.FAULT_CLASSES
+    fault_paths: tuple[str, ...] = ()  # endpoints (under /v3) the faults hit; empty: every endpoint
     no_data_days: tuple[dt.date, ...] = ()  # sessions the vendor has nothing for (472)
     large_request_rows: int | None = 1_000_000  # answers above this many rows get 570; None: never
     stall_seconds: float = 2.0
@@ -487,7 +488,8 @@ class _Handler(BaseHTTPRequestHandler):
             sim.counters.count("faults", "queue_full")
             raise Reply(429, "429: terminal queue is full")
         try:
-            decision = sim.faults.decide(request, n)
+            paths = sim.config.fault_paths
+            decision = sim.faults.decide(request, n) if not paths or path[len(API) :] in paths else Decision()
             if decision.stall:
                 sim.counters.count("faults", "stall")
                 time.sleep(sim.config.stall_seconds)
@@ -737,6 +739,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fault-rate", type=_rate, action="append", default=[], metavar="CLASS=RATE",
                    help=f"rate of one class ({', '.join(FAULT_CLASSES)}); repeatable")  # fmt: skip
     p.add_argument("--no-data-day", action="append", default=[], metavar="DATE", help="repeatable")
+    p.add_argument("--fault-path", action="append", default=[], metavar="ENDPOINT",
+                   help="faults hit only this endpoint, e.g. /option/history/quote; repeatable")  # fmt: skip
     p.add_argument("--large-request-rows", type=int, default=1_000_000, help="570 above this; 0: never")
     p.add_argument("--stall-seconds", type=float, default=2.0)
     p.add_argument("--disconnect-seconds", type=float, default=2.0)
@@ -764,7 +768,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     switches |= REAL_TERMINAL if args.real_terminal else {}
     return SimConfig(
         chain=args.chain, seed=args.seed, fault_seed=args.fault_seed, tier=args.tier, queue=args.queue,
-        fault_rates=rates,
+        fault_rates=rates, fault_paths=tuple(args.fault_path),
         no_data_days=tuple(ch._as_date(d) for d in args.no_data_day),
         large_request_rows=args.large_request_rows or None, stall_seconds=args.stall_seconds,
         disconnect_seconds=args.disconnect_seconds, starting_seconds=args.starting_seconds,
