@@ -13,7 +13,8 @@ from snakemake.settings.types import DeploymentMethod
 
 from spx_data import config as spx_config
 from spx_data import ledger as spx_ledger
-from spx_data import datasets, listing, migrate, outcomes, plan, report, runner
+from spx_data import datasets, listing, migrate, outcomes, plan, runner
+from spx_data import report as operator_report  # `report` is Snakemake's own report() in rules
 from spx_data.errors import ConfigError, SpxDataError
 
 try:
@@ -34,7 +35,7 @@ PLAN = plan.build(CFG)
 DRY_RUN = runner.is_dry_run(sys.argv)
 if workflow.is_main_process and DRY_RUN:
     # After Snakemake's job stats: the gaps as `spx-data gaps` shows them, not one block per job.
-    atexit.register(lambda: print(report.gaps_text(CFG, report.gaps(CFG, spx_ledger.read_days(CFG.ledger)))))
+    atexit.register(lambda: print(operator_report.gaps_text(CFG, operator_report.gaps(CFG, spx_ledger.read_days(CFG.ledger)))))
 elif workflow.is_main_process:
     try:  # a writing run renames sidecars of the legacy name; a read-only archive keeps them
         migrate.rename_legacy_sidecars(LAYOUT, CFG.datasets)
