@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 from bench_planning import DATASETS, newest_sessions
 
-from spx_data import calendar, config, listing
+from spx_data import calendar, config, listing, project
 from spx_data.ledger import Ledger
 
 SLOTS = 4
@@ -36,6 +36,7 @@ def make(root: Path, sessions: int = 2500, seed: int = 14) -> config.Config:
     """Write the project under `root`; returns its config (config.yaml beside the ledger)."""
     rng = random.Random(seed)
     chosen = newest_sessions(sessions)
+    project.install_workflow(root)  # a project folder, as `spx-data demo` makes one
     cfg_path = root / "config.yaml"
     cfg_path.write_text(yaml.safe_dump({
         "start_date": chosen[0].day.isoformat(), "end_date": chosen[-1].day.isoformat(),
