@@ -2,8 +2,6 @@
 
 
 rule assemble:
-    group:
-        "assemble-{dataset}"
     input:
         unpack(assemble_inputs),
     output:
@@ -11,6 +9,8 @@ rule assemble:
         sidecar=LAYOUT.patterns()[1],
     log:
         LOGS / "assemble" / "{dataset}-{day}.log",
+    group:
+        "assemble-{dataset}"
     conda:
         "../envs/spx-data.yaml"
     resources:

@@ -18,7 +18,8 @@ from spx_data import report as operator_report  # `report` is Snakemake's own re
 from spx_data.errors import ConfigError, SpxDataError
 
 try:
-    CFG = spx_config.load(config, writable=False)  # `snakemake -n` inspects read-only archives too; onstart checks
+    # `snakemake -n` inspects read-only archives too; onstart checks a real run can write.
+    CFG = spx_config.load(config, writable=False)
     spx_ledger.check_archive(CFG.ledger, CFG.archive)  # another archive's outcomes never mix in
 except ConfigError as e:
     sys.exit(f"spx-data: config: {e}")
@@ -35,7 +36,11 @@ PLAN = plan.build(CFG)
 DRY_RUN = runner.is_dry_run(sys.argv)
 if workflow.is_main_process and DRY_RUN:
     # After Snakemake's job stats: the gaps as `spx-data gaps` shows them, not one block per job.
-    atexit.register(lambda: print(operator_report.gaps_text(CFG, operator_report.gaps(CFG, spx_ledger.read_days(CFG.ledger)))))
+    atexit.register(
+        lambda: print(
+            operator_report.gaps_text(CFG, operator_report.gaps(CFG, spx_ledger.read_days(CFG.ledger)))
+        )
+    )
 elif workflow.is_main_process:
     try:  # a writing run renames sidecars of the legacy name; a read-only archive keeps them
         migrate.rename_legacy_sidecars(LAYOUT, CFG.datasets)
