@@ -97,7 +97,8 @@ def test_assembly_runs_on_slurm_survives_scancel_and_matches_local(
     project = Project(tmp_path, simulator(chain="tiny").url)
     project.write_config(*SHORT_RANGE)
     # In cluster mode --cores caps each group job: the profile's 1 (a group runs its jobs one by one).
-    argv = project.snakemake_argv("--profile", str(PROFILE), cores=1)
+    # `--quiet host`: the default profile's `quiet: [rules]` would hide the rule lines checked below.
+    argv = project.snakemake_argv("--profile", str(PROFILE), "--quiet", "host", cores=1)
     first_log = tmp_path / "first.log"
     with open(first_log, "w") as out:
         first = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=project.root)
