@@ -90,9 +90,10 @@ def api_cap() -> int:
 
 def run_listing(marker: str, log: str) -> None:
     from spx_data.client import ThetaClient
+    from spx_data.retry import RetryPolicy
 
     failures = listing.list_days(
-        PLAN.unlisted, LAYOUT.listing, lambda: ThetaClient(CFG.terminal_url, CFG.retry_policy()), api_cap(),
+        PLAN.unlisted, LAYOUT.listing, lambda: ThetaClient(CFG.terminal_url, RetryPolicy.from_config(CFG.retry)), api_cap(),
         traded=any(datasets.get(ds).trade_derived for ds in CFG.datasets), work=CFG.work,
     )  # fmt: skip
     with open(log, "w") as f:

@@ -11,16 +11,16 @@ from helpers import FAST_RETRY
 
 from spx_data import listing, outage, outcomes
 from spx_data.client import ThetaClient
-from spx_data.config import retry_policy
 from spx_data.errors import TerminalUnreachable
 from spx_data.paths import Layout
+from spx_data.retry import RetryPolicy
 from spx_data.sim.server import REAL_TERMINAL, Simulator
 
 DAYS = ["2024-11-26", "2024-11-27"]
 
 
 def list_days(layout: Layout, url: str, *days: str, **kwargs: object) -> dict[str, str]:
-    client = lambda: ThetaClient(url, retry_policy(FAST_RETRY | {"disconnected_max_wait": 1}))  # noqa: E731
+    client = lambda: ThetaClient(url, RetryPolicy.from_config(FAST_RETRY | {"disconnected_max_wait": 1}))  # noqa: E731
     return listing.list_days(list(days), layout.listing, client, 2, **kwargs)  # type: ignore[arg-type]
 
 

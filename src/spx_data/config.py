@@ -69,21 +69,6 @@ class Config:
     def sessions(self) -> list[calendar.Session]:
         return calendar.sessions(self.start, self.end)
 
-    def retry_policy(self) -> Any:
-        return retry_policy(self.retry)
-
-
-def retry_policy(retry: Mapping[str, float]) -> Any:
-    """The client's RetryPolicy from the config's `retry` mapping."""
-    from spx_data.client import RetryPolicy  # the client pulls in requests; planning never needs it
-
-    r = dict(retry)
-    lo, hi = r.pop("starting_wait_min"), r.pop("starting_wait_max")
-    return RetryPolicy(
-        **{k: (int(v) if k == "max_attempts" else float(v)) for k, v in r.items()},
-        starting_wait=(float(lo), float(hi)),
-    )
-
 
 def _coerce(value: Any, spec: Mapping[str, Any]) -> Any:
     """Turn a string from --config into the type the schema asks for; leave anything else as is."""

@@ -31,7 +31,7 @@ def _greeks(args: argparse.Namespace) -> datasets.Greeks:
 def fetch(args: argparse.Namespace) -> int:
     """One (dataset, day, symbol, expiration) request → one validated NDJSON file."""
     from spx_data.client import ThetaClient
-    from spx_data.config import retry_policy
+    from spx_data.retry import RetryPolicy
 
     layout = _layout(args)
     dataset = datasets.get(args.dataset)
@@ -50,7 +50,7 @@ def fetch(args: argparse.Namespace) -> int:
         # the quoted ones at most); a listing cached before traded ones were listed bounds them by 0.
         traded = found.traded_contracts(symbol, expiration) if found else None
         least = (traded or 0) if dataset.trade_derived else None
-        client = ThetaClient(args.url, retry_policy(json.loads(args.retry)))
+        client = ThetaClient(args.url, RetryPolicy.from_config(json.loads(args.retry)))
         session = session_on(dt.date.fromisoformat(day))  # may need pandas (a calendar cache miss)
         assert session is not None, f"{day} is not a session"
         with arrow_only.pandas_hidden() if args.own_process else contextlib.nullcontext():

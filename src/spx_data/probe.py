@@ -34,6 +34,7 @@ from spx_data.datasets import Dataset
 from spx_data.datasets import get as get_dataset
 from spx_data.errors import BadResponse, SpxDataError
 from spx_data.ndjson_check import Expected, check_ndjson, complete_row, first_line
+from spx_data.retry import RetryPolicy
 
 OK, BAD = "✓", "✗"
 LOOKBACK = dt.timedelta(days=400)  # early closes come two or three times a year
@@ -134,10 +135,10 @@ class Probe:
         self.days = days or pick_days(cfg.end)
         self.session = Recorder()
         policy = dataclasses.replace(
-            cfg.retry_policy(),
+            RetryPolicy.from_config(cfg.retry),
             max_attempts=1,
             bad_response_attempts=1,
-            disconnected_max_wait=min(cfg.retry_policy().disconnected_max_wait, POLL_LIMIT),
+            disconnected_max_wait=min(RetryPolicy.from_config(cfg.retry).disconnected_max_wait, POLL_LIMIT),
         )
         self.client = ThetaClient(cfg.terminal_url, policy, session=self.session)
         self.timeout = policy.timeout

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from spx_data.config import DEFAULTS
@@ -47,6 +47,16 @@ class RetryPolicy:
     # 571: wait U(lo, hi) then retry
     starting_wait: tuple[float, float] = (_CONFIGURED["starting_wait_min"], _CONFIGURED["starting_wait_max"])
     bad_response_attempts: int = 3  # a 200 body that fails validation (wrong rows, garbage): re-asked
+
+    @classmethod
+    def from_config(cls, retry: Mapping[str, float]) -> RetryPolicy:
+        """The policy of the config's `retry` mapping (keys and defaults: config/config.schema.yaml)."""
+        r = dict(retry)
+        lo, hi = r.pop("starting_wait_min"), r.pop("starting_wait_max")
+        return cls(
+            **{k: (int(v) if k == "max_attempts" else float(v)) for k, v in r.items()},
+            starting_wait=(float(lo), float(hi)),
+        )
 
     def backoff(self, retry: int, rng: random.Random) -> float:
         """Delay before retry number `retry` (0-based), full jitter."""
