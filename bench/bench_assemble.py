@@ -129,7 +129,7 @@ def _pin() -> None:
 
 def _assemble_module(path: str) -> Any:
     if not path:
-        from spx_data import assemble
+        from spx_data.archive import assemble
 
         return assemble
     spec = importlib.util.spec_from_file_location("reference_assemble", path)
@@ -141,8 +141,8 @@ def _assemble_module(path: str) -> Any:
 
 
 def child_assemble(manifest: list[dict[str, Any]], out: Path, module_path: str) -> dict[str, Any]:
-    from spx_data import datasets
-    from spx_data.calendar import Session
+    from spx_data.core import datasets
+    from spx_data.core.calendar import Session
 
     assemble = _assemble_module(module_path)
     sources = [
@@ -162,7 +162,10 @@ def child_parse(manifest: list[dict[str, Any]], strict: bool) -> dict[str, Any]:
     or the strict pyarrow reader), with assembly's options and no conversion."""
     import pyarrow.json as pj
 
-    from spx_data import assemble, datasets, ndjson_contract, ndjson_duckdb
+    from spx_data.archive import assemble
+    from spx_data.core import datasets
+    from spx_data.ndjson import contract as ndjson_contract
+    from spx_data.ndjson import duckdb_read as ndjson_duckdb
 
     schema = ndjson_contract.row_schema(datasets.get("quote"), None)
     options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")

@@ -24,8 +24,8 @@ import yaml
 from bench_planning import DATASETS, build, newest_sessions
 from machine import describe
 
-from spx_data import calendar
-from spx_data.ledger import Ledger
+from spx_data.core import calendar
+from spx_data.ledger.store import Ledger
 
 PROJECT = Path(__file__).resolve().parents[1]
 SPX_DATA = str(Path(sys.executable).with_name("spx-data"))

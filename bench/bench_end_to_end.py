@@ -27,7 +27,7 @@ import yaml
 from machine import describe
 from simproc import simulator
 
-from spx_data import calendar, datasets
+from spx_data.core import calendar, datasets
 from spx_data.sim import chain as ch
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -36,7 +36,7 @@ DATASETS = ["quote", "greeks_first_order"]
 
 def kind_of(cmdline: list[str]) -> str | None:
     text = " ".join(cmdline)
-    if "spx_data.jobs" in text:
+    if "spx_data.ops.jobs" in text:
         return "fetch" if " fetch " in text else "assemble" if " assemble " in text else "job"
     if "-m snakemake" in text:
         return "snakemake (incl. listing: it runs in-process)"

@@ -1,7 +1,7 @@
 """A full simulated day fetched the way the workflow does it, fault-free and under every fault class.
 
 The simulator runs in its own process (`python -m spx_data.sim.server --chain full`). The day is listed
-with the project's listing step, then every (dataset, expiration) is one `python -m spx_data.jobs fetch`
+with the project's listing step, then every (dataset, expiration) is one `python -m spx_data.ops.jobs fetch`
 process, `--workers` at a time (STANDARD tier: 4), each under GNU time for its peak RSS.
 Run twice on fresh folders: clean (no faults, no 570) and faulty (every fault class at `--rate`, 570
 above `--large-request-rows`: per right, and per strike where a right is still too large). The NDJSON
@@ -34,11 +34,12 @@ import requests
 from machine import describe, load
 from simproc import cpu_seconds, simulator
 
-from spx_data import listing, outcomes
-from spx_data.calendar import session_on
-from spx_data.client import ThetaClient
-from spx_data.config import retry_policy
-from spx_data.paths import Layout
+from spx_data.core import outcomes
+from spx_data.core.calendar import session_on
+from spx_data.core.paths import Layout
+from spx_data.fetch.client import ThetaClient
+from spx_data.fetch.retry import RetryPolicy
+from spx_data.plan import listing
 from spx_data.sim import chain as ch
 from spx_data.sim.faults import FAULT_CLASSES
 
@@ -115,7 +116,7 @@ def fetch_day(label: str, root: Path, day: dt.date, datasets: list[str], args: a
     with simulator(*sim_args, stderr=root / "sim.stderr") as (url, sim_pid):
         t = time.perf_counter()
         failures = listing.list_days(
-            [day.isoformat()], layout.listing, lambda: ThetaClient(url, retry_policy(RETRY)), 1
+            [day.isoformat()], layout.listing, lambda: ThetaClient(url, RetryPolicy.from_config(RETRY)), 1
         )
         run.listing_s = time.perf_counter() - t
         found = listing.read(layout.listing(day.isoformat()))
@@ -129,7 +130,7 @@ def fetch_day(label: str, root: Path, day: dt.date, datasets: list[str], args: a
         def one(job: tuple[str, str, str]) -> None:
             ds, s, e = job
             out = layout.ndjson(ds, day.isoformat(), s, e)
-            argv = [sys.executable, "-m", "spx_data.jobs", "--archive", str(layout.archive),
+            argv = [sys.executable, "-m", "spx_data.ops.jobs", "--archive", str(layout.archive),
                     "--work", str(layout.work), "fetch", ds, day.isoformat(), s, e, "--out", str(out),
                     "--url", url, "--interval", "1m", "--retry", json.dumps(RETRY)]  # fmt: skip
             rc, rss = spawn(argv, layout.work / "logs" / ds / f"{s}-{e}.log")

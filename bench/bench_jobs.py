@@ -7,7 +7,7 @@ fetch job) and cross-checked with the jobs Snakemake's log reports (after the li
 fetch jobs join the DAG, so the job table printed at the start does not hold them). Baselines in the same run:
   a. Snakemake's floor: as many trivial `touch {output}` shell jobs (resources api=1) in a minimal
      Snakefile, with the profile's scheduler settings;
-  b. the bare process: N sequential `python -m spx_data.jobs fetch` runs, no Snakemake.
+  b. the bare process: N sequential `python -m spx_data.ops.jobs fetch` runs, no Snakemake.
 
     .venv/bin/python bench/bench_jobs.py [--start 2024-11-01] [--end 2024-12-31] [--direct 40]
 """
@@ -34,7 +34,7 @@ from simproc import simulator
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from helpers import FAST_RETRY, Project
 
-from spx_data import listing
+from spx_data.plan import listing
 
 FLOOR_SNAKEFILE = """
 rule all:
@@ -86,7 +86,7 @@ def main() -> int:
                   f"{total / floor:.2f} jobs/s  [{load()}]")  # fmt: skip
 
             per_process, cpu = direct(project, tmp / "direct", args.direct)
-            print(f"baseline b: {args.direct} sequential `python -m spx_data.jobs fetch`: "
+            print(f"baseline b: {args.direct} sequential `python -m spx_data.ops.jobs fetch`: "
                   f"{per_process:.3f} s each ({cpu:.3f} s cpu), {1 / per_process:.2f} processes/s"
                   f"  [{load()}]")  # fmt: skip
 
@@ -109,7 +109,7 @@ def direct(project: Project, root: Path, n: int) -> tuple[float, float]:
         found = listing.read(path)
         jobs += [(found.day, s, e) for s, e, _ in (found.expirations if found else ())]
     jobs = (jobs * (n // max(1, len(jobs)) + 1))[:n]
-    base = [sys.executable, "-m", "spx_data.jobs", "--archive", str(root / "archive"), "--work",
+    base = [sys.executable, "-m", "spx_data.ops.jobs", "--archive", str(root / "archive"), "--work",
             str(root / "work"), "fetch", "quote"]  # fmt: skip
     t, cpu0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     for i, (day, s, e) in enumerate(jobs):

@@ -21,7 +21,8 @@ from pathlib import Path
 import yaml
 from machine import describe
 
-from spx_data import calendar, config, listing
+from spx_data.core import calendar, config
+from spx_data.plan import listing
 
 PROJECT = Path(__file__).resolve().parents[1]
 DATASETS = ["quote", "ohlc"]  # 2,500 sessions reach back before greeks history (2020)

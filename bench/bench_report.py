@@ -50,7 +50,7 @@ def main() -> None:
         t = time.perf_counter()
         import matplotlib.pyplot  # noqa: F401
 
-        from spx_data import html_report
+        from spx_data.ops import html_report
 
         print(f"import matplotlib.pyplot: {time.perf_counter() - t:.2f} s")
         took = best_of(lambda: html_report.write(cfg))

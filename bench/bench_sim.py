@@ -32,7 +32,7 @@ import requests
 from machine import describe
 from simproc import cpu_seconds, simulator
 
-from spx_data.datasets import DATASETS
+from spx_data.core.datasets import DATASETS
 from spx_data.sim import chain as ch
 
 CHUNK = 1 << 20

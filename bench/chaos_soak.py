@@ -39,8 +39,8 @@ sys.path.insert(0, str(PROJECT / "tests"))
 
 from helpers import Project  # noqa: E402
 
-from spx_data import calendar  # noqa: E402
-from spx_data.ledger import Ledger  # noqa: E402
+from spx_data.core import calendar  # noqa: E402
+from spx_data.ledger.store import Ledger  # noqa: E402
 from spx_data.sim.faults import FAULT_CLASSES  # noqa: E402
 from spx_data.sim.testing import running_simulator  # noqa: E402
 

@@ -21,8 +21,9 @@ from pathlib import Path
 import yaml
 from bench_planning import DATASETS, newest_sessions
 
-from spx_data import calendar, config, listing, project
-from spx_data.ledger import Ledger
+from spx_data.core import calendar, config, project
+from spx_data.ledger.store import Ledger
+from spx_data.plan import listing
 
 SLOTS = 4
 CAUSES = (

@@ -11,11 +11,16 @@ from pathlib import Path
 
 from snakemake.settings.types import DeploymentMethod
 
-from spx_data import config as spx_config
-from spx_data import ledger as spx_ledger
-from spx_data import datasets, listing, migrate, outcomes, plan, runner
-from spx_data import report as operator_report  # `report` is Snakemake's own report() in rules
-from spx_data.errors import ConfigError, SpxDataError
+from spx_data.core import config as spx_config
+from spx_data.ledger import store as spx_ledger
+from spx_data.core import datasets
+from spx_data.plan import listing
+from spx_data.archive import migrate
+from spx_data.core import outcomes
+from spx_data.plan import targets as plan
+from spx_data.ops import runner
+from spx_data.ops import report as operator_report  # `report` is Snakemake's own report() in rules
+from spx_data.core.errors import ConfigError, SpxDataError
 
 try:
     # `snakemake -n` inspects read-only archives too; onstart checks a real run can write.
@@ -89,8 +94,8 @@ def api_cap() -> int:
 
 
 def run_listing(marker: str, log: str) -> None:
-    from spx_data.client import ThetaClient
-    from spx_data.retry import RetryPolicy
+    from spx_data.fetch.client import ThetaClient
+    from spx_data.fetch.retry import RetryPolicy
 
     failures = listing.list_days(
         PLAN.unlisted, LAYOUT.listing, lambda: ThetaClient(CFG.terminal_url, RetryPolicy.from_config(CFG.retry)), api_cap(),
@@ -123,7 +128,7 @@ def assemble_inputs(w) -> dict[str, object]:
 
 
 def mirror_ledger(ok: bool | None) -> None:
-    from spx_data.ledger import Ledger
+    from spx_data.ledger.store import Ledger
 
     if ok is not None:
         outcomes.write_event(LAYOUT.outcomes(), "run_end", ok=ok)
@@ -134,14 +139,14 @@ def mirror_ledger(ok: bool | None) -> None:
 
 def refresh_report() -> None:
     """Redraw report.html beside the ledger (the end of every run); never fails the run."""
-    from spx_data import html_report
+    from spx_data.ops import html_report
 
     configfiles = workflow.overwrite_configfiles
     html_report.refresh(CFG, config_file=Path(configfiles[-1]) if configfiles else None)
 
 
 def draw_report_figures(folder: str, log: str) -> None:
-    from spx_data import html_report
+    from spx_data.ops import html_report
 
     written = html_report.write_figures(CFG, Path(folder))
     Path(log).write_text("".join(f"{p}\n" for p in written))

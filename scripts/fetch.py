@@ -2,7 +2,7 @@
 
 import sys
 
-from spx_data import jobs
+from spx_data.ops import jobs
 
 if __name__ == "__main__":
     sys.exit(jobs.main(step="fetch", own_process=True))

@@ -12,8 +12,10 @@ import pyarrow.dataset as pads
 import pytest
 from helpers import Project
 
-from spx_data import config, plan, verify
-from spx_data.ledger import Ledger
+from spx_data.archive import verify
+from spx_data.core import config
+from spx_data.ledger.store import Ledger
+from spx_data.plan import targets as plan
 from spx_data.sim.server import Simulator
 
 pytestmark = pytest.mark.slow

@@ -10,11 +10,12 @@ from pathlib import Path
 
 from helpers import FAST_RETRY
 
-from spx_data import config as config_mod
-from spx_data import datasets, listing
-from spx_data.client import ThetaClient
-from spx_data.ndjson_check import Counts, Expected, check_ndjson
-from spx_data.paths import Layout
+from spx_data.core import datasets
+from spx_data.core.paths import Layout
+from spx_data.fetch.client import ThetaClient
+from spx_data.fetch.retry import RetryPolicy
+from spx_data.ndjson.check import Counts, Expected, check_ndjson
+from spx_data.plan import listing
 from spx_data.sim.server import Simulator
 
 DAY = "2024-11-04"
@@ -28,7 +29,7 @@ def python(code: str) -> str:
 def test_pyarrow_converts_to_numpy_without_pandas_while_hidden_and_pandas_imports_after() -> None:
     out = python(
         "import sys, numpy as np, pyarrow as pa, pyarrow.compute as pc\n"
-        "from spx_data.arrow_only import pandas_hidden\n"
+        "from spx_data.fetch.arrow_only import pandas_hidden\n"
         "with pandas_hidden():\n"
         "    a = pa.array(np.array([1.5, 2.0]))\n"
         "    puts = pc.equal(pa.array(['CALL', 'PUT']), 'PUT').to_numpy(zero_copy_only=False)\n"
@@ -42,7 +43,7 @@ def test_pyarrow_converts_to_numpy_without_pandas_while_hidden_and_pandas_import
 def test_hiding_is_a_no_op_once_pandas_is_imported() -> None:
     out = python(
         "import sys, pandas\n"
-        "from spx_data.arrow_only import pandas_hidden\n"
+        "from spx_data.fetch.arrow_only import pandas_hidden\n"
         "before = list(sys.meta_path)\n"
         "with pandas_hidden():\n"
         "    import pandas.api.types\n"
@@ -56,7 +57,7 @@ def test_a_fetch_job_process_never_imports_pandas(
 ) -> None:
     url = simulator(chain="tiny").url
     layout = Layout(tmp_path / "archive", tmp_path / "work")
-    make_client = lambda: ThetaClient(url, config_mod.retry_policy(FAST_RETRY))  # noqa: E731
+    make_client = lambda: ThetaClient(url, RetryPolicy.from_config(FAST_RETRY))  # noqa: E731
     assert listing.list_days([DAY], layout.listing, make_client, 1) == {}
     found = listing.read(layout.listing(DAY))
     assert found is not None
@@ -66,12 +67,12 @@ def test_a_fetch_job_process_never_imports_pandas(
         "--archive", str(layout.archive), "--work", str(layout.work), "fetch", "quote", DAY, symbol,
         expiration, "--out", str(out), "--url", url, "--interval", "1m", "--retry", json.dumps(FAST_RETRY),
     ]  # fmt: skip
-    # As `python -m spx_data.jobs ...` runs it, then asked what the process imported.
+    # As `python -m spx_data.ops.jobs ...` runs it, then asked what the process imported.
     report = python(
         "import runpy, sys\n"
-        f"sys.argv = ['spx_data.jobs', *{argv!r}]\n"
+        f"sys.argv = ['spx_data.ops.jobs', *{argv!r}]\n"
         "try:\n"
-        "    runpy.run_module('spx_data.jobs', run_name='__main__')\n"
+        "    runpy.run_module('spx_data.ops.jobs', run_name='__main__')\n"
         "except SystemExit as e:\n"
         "    print(e.code, 'pandas' in sys.modules)\n"
     )

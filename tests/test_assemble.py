@@ -20,10 +20,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import spx_data
-from spx_data import assemble, checksum, datasets
-from spx_data.assemble import FOOTER_PREFIX, Source, assemble_day, read_footer, verify_archived
-from spx_data.calendar import Session
-from spx_data.errors import ConfigError, ValidationError
+from spx_data.archive import assemble, checksum
+from spx_data.archive.assemble import Source, assemble_day
+from spx_data.archive.read import read_footer, verify_archived
+from spx_data.core import datasets
+from spx_data.core.calendar import Session
+from spx_data.core.errors import ConfigError, ValidationError
+from spx_data.core.footer import PREFIX as FOOTER_PREFIX
 
 ET = ZoneInfo("America/New_York")
 REGULAR = Session(dt.date(2024, 1, 2), dt.time(16, 0))

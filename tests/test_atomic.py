@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from spx_data import atomic
+from spx_data.core import atomic
 
 
 def test_next_writer_sweeps_leftovers_of_its_own_name_only(tmp_path: Path) -> None:

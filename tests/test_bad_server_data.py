@@ -18,11 +18,13 @@ import pytest
 import requests
 from helpers import FAST_RETRY, Project
 
-from spx_data import jobs, listing, outcomes
-from spx_data.client import ThetaClient
-from spx_data.config import retry_policy
-from spx_data.datasets import get
-from spx_data.paths import Layout
+from spx_data.core import outcomes
+from spx_data.core.datasets import get
+from spx_data.core.paths import Layout
+from spx_data.fetch.client import ThetaClient
+from spx_data.fetch.retry import RetryPolicy
+from spx_data.ops import jobs
+from spx_data.plan import listing
 from spx_data.sim import bad_data as bd
 from spx_data.sim.server import SimConfig, Simulator, build_parser, config_from_args
 
@@ -71,7 +73,7 @@ def test_every_kind_has_a_case() -> None:
 
 
 def run_job(layout: Layout, *argv: str) -> tuple[int, str]:
-    """`python -m spx_data.jobs ...` in-process, as the rules call it: (exit status, stderr)."""
+    """`python -m spx_data.ops.jobs ...` in-process, as the rules call it: (exit status, stderr)."""
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         code = jobs.main(["--archive", str(layout.archive), "--work", str(layout.work), *argv])
@@ -95,7 +97,7 @@ def assemble(layout: Layout) -> tuple[int, str]:
 
 def list_day(layout: Layout, url: str) -> None:
     """The listing step, over HTTP (bad data spoils history answers only)."""
-    client = lambda: ThetaClient(url, retry_policy(RETRY))  # noqa: E731
+    client = lambda: ThetaClient(url, RetryPolicy.from_config(RETRY))  # noqa: E731
     assert listing.list_days([DAY], layout.listing, client, 1) == {}
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from spx_data import checksum
+from spx_data.archive import checksum
 
 
 @pytest.fixture

@@ -19,12 +19,10 @@ import responses
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spx_data import calendar, ndjson_check
-from spx_data import client as client_mod
-from spx_data.assemble import Source, assemble_day
-from spx_data.client import FetchResult, ListedExpiration, NoData, ThetaClient
-from spx_data.datasets import Greeks, get
-from spx_data.errors import (
+from spx_data.archive.assemble import Source, assemble_day
+from spx_data.core import calendar
+from spx_data.core.datasets import Greeks, get
+from spx_data.core.errors import (
     BadResponse,
     FatalRequestError,
     PermissionDenied,
@@ -32,7 +30,10 @@ from spx_data.errors import (
     TerminalUnreachable,
     ValidationError,
 )
-from spx_data.retry import RetryPolicy
+from spx_data.fetch import client as client_mod
+from spx_data.fetch.client import FetchResult, ListedExpiration, NoData, ThetaClient
+from spx_data.fetch.retry import RetryPolicy
+from spx_data.ndjson import check as ndjson_check
 
 BASE = "http://127.0.0.1:25503"
 QUOTE = get("quote")

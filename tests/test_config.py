@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from helpers import REPO
 
-from spx_data import calendar, config, datasets
-from spx_data.errors import ConfigError
-from spx_data.retry import RetryPolicy
+from spx_data.core import calendar, config, datasets
+from spx_data.core.errors import ConfigError
+from spx_data.fetch.retry import RetryPolicy
 
 BASE = {"start_date": "2024-11-21", "end_date": "2024-12-05"}
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
@@ -34,7 +34,7 @@ def test_defaults_and_coercion_of_snakemake_strings(tmp_path: Path) -> None:
     assert cfg.archive == tmp_path / "data/archive"
     assert [s.day.isoformat() for s in cfg.sessions()][:2] == ["2024-11-21", "2024-11-22"]
     assert len(cfg.sessions()) == 10
-    policy = cfg.retry_policy()
+    policy = RetryPolicy.from_config(cfg.retry)
     assert policy.max_attempts == 3 and policy.starting_wait == (30.0, 120.0)
 
 

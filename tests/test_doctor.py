@@ -10,7 +10,8 @@ import pytest
 import requests
 import responses
 
-from spx_data import config, datasets, doctor
+from spx_data.core import config, datasets
+from spx_data.ops import doctor
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 URL = "http://127.0.0.1:25503/v3"

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from spx_data import config, estimate, listing
-from spx_data.humane import human_seconds
-from spx_data.ledger import Ledger, bytes_per_row
+from spx_data.core import config
+from spx_data.core.humane import human_seconds
+from spx_data.ledger.store import Ledger, bytes_per_row
+from spx_data.ops import estimate
+from spx_data.plan import listing
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 DAY, EARLY = "2024-11-27", "2024-11-29"  # a regular session (391 1m bars) and an early close (226)

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from helpers import Project
 
-from spx_data import html_report
-from spx_data.runner import Progress
+from spx_data.ops import html_report
+from spx_data.ops.runner import Progress
 from spx_data.sim.server import Simulator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
@@ -158,7 +158,7 @@ def test_spx_data_report_on_a_ledger_with_failures_and_flags(synthetic: Path) ->
 
 
 def test_live_page_reloads_itself_and_the_final_one_does_not(synthetic: Path) -> None:
-    from spx_data import config
+    from spx_data.core import config
 
     cfg = config.load(config.read_yaml(synthetic / "config.yaml"), base=synthetic)
     # Each day is 4 requests; one day-file and its 4 requests of the 10 units are done in 60 s.

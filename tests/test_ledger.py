@@ -23,10 +23,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from spx_data import ledger as ledger_module
-from spx_data.ledger import STATUSES, DayRow, Ledger
-from spx_data.outcomes import RUN_ID_ENV, write_event
-from spx_data.paths import Layout
+from spx_data.core.outcomes import RUN_ID_ENV, write_event
+from spx_data.core.paths import Layout
+from spx_data.ledger import store as ledger_module
+from spx_data.ledger.rebuild import rebuild_from_archive
+from spx_data.ledger.store import STATUSES, DayRow, Ledger
 
 DS = "quote"
 EVIL = "'); DROP TABLE days;--"
@@ -787,7 +788,7 @@ def test_rebuild_from_archive_matches_the_ledger_built_from_events(tmp_path: Pat
     emit(outcomes, "r1", "run_end", ok=False)
     with Ledger(tmp_path / "events.sqlite") as from_events, Ledger(tmp_path / "rebuilt.sqlite") as rebuilt:
         from_events.sync(outcomes)
-        assert rebuilt.rebuild_from_archive(layout, [DS]) == 5
+        assert rebuild_from_archive(rebuilt, layout, [DS]) == 5
         assert (
             statuses(rebuilt)
             == statuses(from_events)
@@ -807,11 +808,11 @@ def test_rebuild_from_archive_matches_the_ledger_built_from_events(tmp_path: Pat
         assert rebuilt.day(DS, "2024-01-08").last_error == "incomplete file in archive"
 
         # rebuilding over a ledger that has history keeps its attempt counts
-        assert from_events.rebuild_from_archive(layout, [DS]) == 5
+        assert rebuild_from_archive(from_events, layout, [DS]) == 5
         assert from_events.day(DS, "2024-01-02").attempts == 1
         assert from_events.day(DS, "2024-01-08").status == "failed"
         with pytest.raises(ValueError, match="not one of"):
-            rebuilt.rebuild_from_archive(layout, ["../etc"])
+            rebuild_from_archive(rebuilt, layout, ["../etc"])
 
 
 def test_note_beside_the_status_and_an_older_ledger_gains_the_column(tmp_path: Path) -> None:

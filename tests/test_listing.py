@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 from helpers import FAST_RETRY
 
-from spx_data import listing, outage, outcomes
-from spx_data.client import ThetaClient
-from spx_data.errors import TerminalUnreachable
-from spx_data.paths import Layout
-from spx_data.retry import RetryPolicy
+from spx_data.core import outcomes
+from spx_data.core.errors import TerminalUnreachable
+from spx_data.core.paths import Layout
+from spx_data.fetch import outage
+from spx_data.fetch.client import ThetaClient
+from spx_data.fetch.retry import RetryPolicy
+from spx_data.plan import listing
 from spx_data.sim.server import REAL_TERMINAL, Simulator
 
 DAYS = ["2024-11-26", "2024-11-27"]

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spx_data import calendar, datasets
-from spx_data.assemble import Source, assemble_day
-from spx_data.errors import BadResponse, ValidationError
-from spx_data.ndjson_check import Expected, check_ndjson
+from spx_data.archive.assemble import Source, assemble_day
+from spx_data.core import calendar, datasets
+from spx_data.core.errors import BadResponse, ValidationError
+from spx_data.ndjson.check import Expected, check_ndjson
 
 SESSION = calendar.session_on(dt.date(2024, 1, 2))
 EXPIRATION = "2024-01-05"

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spx_data import ndjson_duckdb
-from spx_data.ndjson_duckdb import NotProven, Reader
+from spx_data.ndjson import duckdb_read as ndjson_duckdb
+from spx_data.ndjson.duckdb_read import NotProven, Reader
 
 SCHEMA = pa.schema([("symbol", pa.string()), ("x", pa.float64()), ("n", pa.int64())])
 GOOD = [{"symbol": "SPXW", "x": 1.5, "n": 3}, {"symbol": "SPXW", "x": -2.25, "n": -7}]

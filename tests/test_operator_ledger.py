@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pytest
 from helpers import Clone, dry_run_jobs
 
-from spx_data import project
+from spx_data.core import project
 from spx_data.sim.server import Simulator
 
 pytestmark = pytest.mark.slow

@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from helpers import Project
 
-from spx_data import assemble, config, jobs, outcomes
-from spx_data.checksum import sha256_file
-from spx_data.ledger import Ledger
+from spx_data.archive import assemble
+from spx_data.archive.checksum import sha256_file
+from spx_data.core import config, outcomes
+from spx_data.ledger.store import Ledger
+from spx_data.ops import jobs
 
 pytestmark = pytest.mark.slow
 DAY = "2024-11-22"

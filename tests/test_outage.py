@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 from helpers import FAST_RETRY
 
-from spx_data import jobs, outage, outcomes
-from spx_data.errors import TerminalUnreachable
-from spx_data.paths import Layout
+from spx_data.core import outcomes
+from spx_data.core.errors import TerminalUnreachable
+from spx_data.core.paths import Layout
+from spx_data.fetch import outage
+from spx_data.ops import jobs
 
 
 def test_marker_belongs_to_its_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

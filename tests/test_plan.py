@@ -9,7 +9,9 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spx_data import config, listing, plan
+from spx_data.core import config
+from spx_data.plan import listing
+from spx_data.plan import targets as plan
 
 SESSIONS = config.load(
     {"start_date": "2024-11-01", "end_date": "2024-12-31"}, base=Path(tempfile.gettempdir())

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from helpers import FAST_RETRY, Project
 
-from spx_data import calendar, config, probe
-from spx_data.datasets import Greeks
+from spx_data.core import calendar, config
+from spx_data.core.datasets import Greeks
+from spx_data.ops import probe
 from spx_data.sim.server import REAL_TERMINAL, Simulator
 
 Factory = Callable[..., Simulator]

@@ -24,7 +24,7 @@ import pytest
 import requests
 from helpers import FAST_RETRY, Project
 
-from spx_data.ledger import Ledger
+from spx_data.ledger.store import Ledger
 from spx_data.sim.server import REAL_TERMINAL, Simulator
 
 pytestmark = pytest.mark.slow

@@ -21,12 +21,16 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import FAST_RETRY, Project, dry_run_jobs
 
-from spx_data import client, jobs, listing, outcomes
-from spx_data import config as config_mod
-from spx_data.client import ThetaClient
-from spx_data.errors import ConfigError
-from spx_data.ledger import Ledger
-from spx_data.paths import Layout, check_dataset, check_date, check_symbol
+from spx_data.core import config as config_mod
+from spx_data.core import outcomes
+from spx_data.core.errors import ConfigError
+from spx_data.core.paths import Layout, check_dataset, check_date, check_symbol
+from spx_data.fetch import client
+from spx_data.fetch.client import ThetaClient
+from spx_data.fetch.retry import RetryPolicy
+from spx_data.ledger.store import Ledger
+from spx_data.ops import jobs
+from spx_data.plan import listing
 from spx_data.sim.server import Simulator
 
 ENOSPC_TEXT = os.strerror(errno.ENOSPC)  # "No space left on device"
@@ -289,7 +293,7 @@ def _assemble_argv(layout: Layout, day: str) -> list[str]:
 
 
 def _listed(layout: Layout, url: str, day: str) -> list[tuple[str, str, int]]:
-    make_client = lambda: ThetaClient(url, config_mod.retry_policy(FAST_RETRY))  # noqa: E731
+    make_client = lambda: ThetaClient(url, RetryPolicy.from_config(FAST_RETRY))  # noqa: E731
     assert listing.list_days([day], layout.listing, make_client, 1) == {}
     found = listing.read(layout.listing(day))
     assert found is not None and found.expirations

@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from spx_data import config, report
-from spx_data.ledger import Ledger
+from spx_data.core import config
+from spx_data.ledger.store import Ledger
+from spx_data.ops import report
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 # Sessions: 11-25, 11-26, 11-27, (holiday 11-28), 11-29, 12-02

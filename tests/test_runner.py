@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from spx_data import runner
+from spx_data.ops import runner
 
 
 @pytest.fixture
@@ -62,8 +62,8 @@ def test_dry_run_is_read_from_the_command_line(argv: list[str], dry: bool) -> No
 
 
 def test_progress_counts_requests_and_reads_waits_from_the_job_logs(tmp_path: Path) -> None:
-    from spx_data import outcomes
-    from spx_data.retry import WAIT_PREFIX
+    from spx_data.core import outcomes
+    from spx_data.fetch.retry import WAIT_PREFIX
 
     out, logs = tmp_path / "outcomes", tmp_path / "logs" / "fetch"
     planned = {("quote", "2024-11-25"), ("quote", "2024-11-26")}

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pytest
 import requests
 
-from spx_data.datasets import CONTRACT_COLUMNS, DATASETS
+from spx_data.core.datasets import CONTRACT_COLUMNS, DATASETS
 from spx_data.sim import chain as ch
 from spx_data.sim.faults import FaultPlan, Slots
 from spx_data.sim.server import SimConfig, Simulator, build_parser, config_from_args, main

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import Project, dry_run_jobs
 
-from spx_data import listing
-from spx_data.checksum import read_sidecar
+from spx_data.archive.checksum import read_sidecar
+from spx_data.plan import listing
 from spx_data.sim.faults import FAULT_CLASSES
 from spx_data.sim.server import Simulator
 

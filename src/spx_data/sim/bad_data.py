@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import re
 
-from spx_data.datasets import Dataset
+from spx_data.core.datasets import Dataset
 
 KINDS: tuple[str, ...] = (
     "html", "empty", "malformed_line", "missing_column", "wrong_type", "unknown_right", "duplicate_row",

@@ -25,9 +25,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from spx_data import calendar
-from spx_data.datasets import CONTRACT_COLUMNS, DATASETS, SYMBOLS, TZ, Dataset, Kind
-from spx_data.datasets import get as get_dataset
+from spx_data.core import calendar
+from spx_data.core.datasets import CONTRACT_COLUMNS, DATASETS, SYMBOLS, TZ, Dataset, Kind
+from spx_data.core.datasets import get as get_dataset
 
 Fmt = Literal["ndjson", "csv", "json"]
 FORMATS: tuple[str, ...] = ("ndjson", "csv", "json")

@@ -44,8 +44,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
 
-from spx_data import calendar
-from spx_data.datasets import (
+from spx_data.core import calendar
+from spx_data.core.datasets import (
     DATASETS,
     GREEKS_VERSIONS,
     INTERVALS,

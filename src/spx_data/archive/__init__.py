@@ -1,0 +1,1 @@
+"""NDJSON -> parquet + sha256 sidecar, and reading an archived file back to verify it."""

@@ -1,0 +1,1 @@
+"""Settings, names, the calendar and the outcome-event format every stage shares; imports no other stage."""

@@ -1,0 +1,56 @@
+"""Outcome events: what jobs leave on disk for the ledger to mirror.
+
+Jobs never open SQLite (cluster nodes may share only a network filesystem); each writes one small
+JSON file per event, atomically, under a unique name. `Ledger.sync` ingests and then removes them;
+ingestion is idempotent on the event id, so a crash between commit and removal loses nothing.
+
+Event kinds and their fields (all carry `id`, `kind`, `at` (UTC ISO time), `run_id`):
+- run_start: pid, host, planned: [[dataset, day], ...], argv
+- run_end: ok (bool)
+- fetch: dataset, day, symbol, expiration, status ('ok' | 'no_data' | 'failed'), http_status (472, or
+  200 for a no_data answer that came as an empty 200), attempts, rows, contracts, bytes, seconds,
+  error_class, error
+- assemble_start: dataset, day
+- assemble: dataset, day, status ('success' | 'no_data' | 'failed'), rows, bytes, sha256, seconds,
+  error_class, error, note (why no data, or the contracts a trade-derived answer left out; optional)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from spx_data.core import atomic
+
+RUN_ID_ENV = "SPX_DATA_RUN_ID"
+
+
+def current_run_id() -> str:
+    return os.environ.get(RUN_ID_ENV, "manual")
+
+
+def write_event(directory: Path, kind: str, **fields: Any) -> Path:
+    """Write one event file atomically; returns its path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    event_id = uuid.uuid4().hex
+    at = dt.datetime.now(dt.UTC)
+    event = {"id": event_id, "kind": kind, "at": at.isoformat(), "run_id": current_run_id()} | fields
+    name = f"{at.strftime('%Y%m%dT%H%M%S%f')}-{event_id}.json"
+    atomic.write_bytes(directory / name, json.dumps(event, separators=(",", ":")).encode())
+    return directory / name
+
+
+def read_events(directory: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Events in the order they were written (names start with their UTC time)."""
+    if not directory.is_dir():
+        return
+    for path in sorted(directory.glob("*.json")):
+        try:
+            yield path, json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # half-visible files cannot exist (atomic rename); unreadable ones stay for a look

@@ -1,0 +1,1 @@
+"""Terminal -> NDJSON: the v3 HTTP client, its retry policy and the fetch job's process tricks."""

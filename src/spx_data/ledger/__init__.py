@@ -1,0 +1,1 @@
+"""Outcomes: events the jobs leave on disk, mirrored into the SQLite ledger."""

@@ -1,0 +1,1 @@
+"""The NDJSON answer contract: what fetch validates and assembly reads, defined once."""

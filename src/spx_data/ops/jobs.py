@@ -1,0 +1,185 @@
+"""Job bodies the Snakemake rules run (`python -m spx_data.ops.jobs fetch|assemble ...`).
+
+Each job does one step through the package and leaves an outcome event for the ledger; it never
+opens SQLite. Exit status is what Snakemake sees: 0 only when the outputs are complete and valid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+
+from spx_data.core import datasets, outcomes
+from spx_data.core.calendar import session_on
+from spx_data.core.errors import TerminalUnreachable
+from spx_data.core.paths import Layout, check_date, check_symbol
+from spx_data.fetch import arrow_only, outage
+from spx_data.plan import listing
+
+
+def _layout(args: argparse.Namespace) -> Layout:
+    return Layout(Path(args.archive), Path(args.work))
+
+
+def _greeks(args: argparse.Namespace) -> datasets.Greeks:
+    return datasets.Greeks(**json.loads(args.greeks))
+
+
+def fetch(args: argparse.Namespace) -> int:
+    """One (dataset, day, symbol, expiration) request → one validated NDJSON file."""
+    from spx_data.fetch.client import ThetaClient
+    from spx_data.fetch.retry import RetryPolicy
+
+    layout = _layout(args)
+    dataset = datasets.get(args.dataset)
+    day, symbol, expiration = check_date(args.day), check_symbol(args.symbol), check_date(args.expiration)
+    started = time.monotonic()
+    fields = {"dataset": dataset.name, "day": day, "symbol": symbol, "expiration": expiration}
+    try:
+        outage.check(layout.work)  # this run lost the terminal for good: stop at once
+        found = listing.read(layout.listing(day))
+        contracts = (
+            next((n for s, e, n in found.expirations if (s, e) == (symbol, expiration)), None)
+            if found
+            else None
+        )
+        # Trade-derived answers hold only traded contracts: those listed as traded at least (all of
+        # the quoted ones at most); a listing cached before traded ones were listed bounds them by 0.
+        traded = found.traded_contracts(symbol, expiration) if found else None
+        least = (traded or 0) if dataset.trade_derived else None
+        client = ThetaClient(args.url, RetryPolicy.from_config(json.loads(args.retry)))
+        session = session_on(dt.date.fromisoformat(day))  # may need pandas (a calendar cache miss)
+        assert session is not None, f"{day} is not a session"
+        with arrow_only.pandas_hidden() if args.own_process else contextlib.nullcontext():
+            result = client.fetch_history(
+                dataset, session.day, symbol, expiration, args.interval, Path(args.out),
+                expected_contracts=contracts if dataset.interval_based else None,
+                rows_per_contract=session.intervals(args.interval) if dataset.interval_based else None,
+                min_contracts=least if dataset.interval_based else None, greeks=_greeks(args),
+            )  # fmt: skip
+    except Exception as e:
+        if isinstance(e, TerminalUnreachable):
+            outage.give_up(layout.work, e)
+        outcomes.write_event(
+            layout.outcomes(), "fetch", **fields, status="failed", http_status=getattr(e, "status", None),
+            attempts=None, rows=0, bytes=0, seconds=round(time.monotonic() - started, 3), sha256=None,
+            error_class=type(e).__name__, error=str(e),
+        )  # fmt: skip
+        print(
+            f"spx-data fetch {dataset.name} {day} {symbol} {expiration}: {type(e).__name__}: {e}",
+            file=sys.stderr,
+        )
+        return 1
+    outcomes.write_event(
+        layout.outcomes(), "fetch", **fields, status=result.status, http_status=result.http_status,
+        attempts=result.attempts, rows=result.rows, bytes=result.bytes, seconds=round(result.seconds, 3),
+        sha256=result.sha256, error_class=None, error=None, contracts=result.contracts,
+    )  # fmt: skip
+    return 0
+
+
+def _note(dataset: datasets.Dataset, found: listing.Listing, selected: list[tuple[str, str, int]],
+          rows: int, rows_per_contract: int) -> str | None:  # fmt: skip
+    """What the ledger shows beside the day's status: why it has no data, or the contracts a
+    trade-derived answer left out (those that did not trade)."""
+    if found.no_data:
+        return f"no data: the listing answered {found.no_data_reason or 'HTTP 472'}"
+    if not (dataset.trade_derived and dataset.interval_based and rows):
+        return None
+    listed = sum(n for _, _, n in selected)
+    missing = listed - rows // rows_per_contract
+    return f"{missing} of {listed} listed contracts not answered (no trades)" if missing else None
+
+
+def assemble(args: argparse.Namespace) -> int:
+    """A day's NDJSON files → parquet + sidecar, per the storage contract."""
+    from spx_data.archive.assemble import Source, assemble_day
+
+    layout = _layout(args)
+    dataset = datasets.get(args.dataset)
+    day = check_date(args.day)
+    fields = {"dataset": dataset.name, "day": day}
+    outcomes.write_event(layout.outcomes(), "assemble_start", **fields)
+    started = time.monotonic()
+    try:
+        outage.check(layout.work)
+        found = listing.read(layout.listing(day))
+        if found is None:
+            raise RuntimeError(f"no listing for {day}: {listing.failure(layout.listing(day))}")
+        session = session_on(dt.date.fromisoformat(day))
+        assert session is not None, f"{day} is not a session"
+        selected = found.select(args.symbols.split(","), args.max_dte)
+        sources = [Source(s, e, layout.ndjson(dataset.name, day, s, e)) for s, e, _ in selected]
+        provenance = {"symbols": args.symbols, "max_dte": str(args.max_dte)}
+        result = assemble_day(
+            dataset, session, args.interval, sources, layout.parquet(dataset.name, day),
+            layout.sidecar(dataset.name, day), provenance, _greeks(args),
+        )  # fmt: skip
+        rpc = session.intervals(args.interval) if dataset.interval_based else 1
+        note = _note(dataset, found, selected, result.rows, rpc)
+    except Exception as e:
+        outcomes.write_event(
+            layout.outcomes(), "assemble", **fields, status="failed", rows=0, bytes=0, sha256=None,
+            seconds=round(time.monotonic() - started, 3), error_class=type(e).__name__, error=str(e),
+        )  # fmt: skip
+        print(f"spx-data assemble {dataset.name} {day}: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    outcomes.write_event(
+        layout.outcomes(), "assemble", **fields, status=result.status, rows=result.rows, bytes=result.bytes,
+        sha256=result.sha256, seconds=round(result.seconds, 3), error_class=None, error=None, note=note,
+    )  # fmt: skip
+    return 0
+
+
+def _fetch_arguments(f: argparse.ArgumentParser) -> None:
+    for name in ("dataset", "day", "symbol", "expiration"):
+        f.add_argument(name)
+    f.add_argument("--out", required=True)
+    f.add_argument("--url", required=True)
+    f.add_argument("--interval", required=True)
+    f.add_argument("--retry", required=True, help="retry policy as JSON")
+    _greeks_argument(f)
+
+
+def _greeks_argument(step: argparse.ArgumentParser) -> None:
+    step.add_argument("--greeks", default="{}", help="greeks inputs as JSON (config `greeks`)")
+
+
+def _assemble_arguments(a: argparse.ArgumentParser) -> None:
+    _greeks_argument(a)
+    a.add_argument("dataset")
+    a.add_argument("day")
+    a.add_argument("--interval", required=True)
+    a.add_argument("--symbols", required=True)
+    a.add_argument("--max-dte", type=lambda v: None if v == "None" else int(v), default=None)
+
+
+_STEPS = {"fetch": (fetch, _fetch_arguments), "assemble": (assemble, _assemble_arguments)}
+
+
+def main(argv: list[str] | None = None, *, own_process: bool = False, step: str | None = None) -> int:
+    """Run one job: `step`'s (a scripts/ entry point), else the step named in argv (`-m spx_data.ops.jobs`).
+
+    `own_process`: this process runs only the job (not, say, a test session), so pyarrow may be kept
+    from importing pandas for good (arrow_only)."""
+    parser = argparse.ArgumentParser(prog=f"scripts/{step}.py" if step else "python -m spx_data.ops.jobs")
+    parser.add_argument("--archive", required=True)
+    parser.add_argument("--work", required=True)
+    if step is None:
+        sub = parser.add_subparsers(dest="step", required=True)
+        for name, (_, arguments) in _STEPS.items():
+            arguments(sub.add_parser(name))
+    else:
+        _STEPS[step][1](parser)
+    args = parser.parse_args(argv)
+    args.own_process = own_process
+    return _STEPS[step or args.step][0](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main(own_process=True))

@@ -1,0 +1,1 @@
+"""Which (dataset, day) targets are missing and which expirations each day needs."""
