@@ -3,7 +3,7 @@
 Sources are parsed one at a time against an explicit schema of the raw JSON types, batch by batch,
 so memory is bounded by the largest expiration rather than the day. The reference parser is pyarrow's
 strict JSON reader (unexpected fields refused). DuckDB's `read_json` on one thread is tried first, as
-it parses ~2x faster, and its rows are kept only when ndjson_duckdb proves them equal to what the
+it parses ~2x faster, and its rows are kept only when ndjson.duckdb_read proves them equal to what the
 strict reader gives; otherwise, and on any error, the file is read again strictly, so the result and
 every error message are the strict reader's. Each expiration is converted to the archive schema
 (docs/DESIGN.md §3), validated, sorted by (right, strike, timestamp) and written as its own row group(s).
@@ -295,7 +295,7 @@ def _blocks(job: _Job) -> Iterator[pa.RecordBatch]:
 
 
 def _fast_blocks(job: _Job, fast: ndjson_duckdb.Reader) -> Generator[pa.RecordBatch, None, None] | None:
-    """DuckDB's batches of the source, None where the proof cannot apply (ndjson_duckdb's docstring).
+    """DuckDB's batches of the source, None where the proof cannot apply (ndjson.duckdb_read's docstring).
 
     The proof needs every text column validated by _convert as text no other JSON value can give:
     symbol and expiration equal to the source's (checked here to be such texts), right CALL or PUT,

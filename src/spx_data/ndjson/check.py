@@ -5,7 +5,7 @@ small thread pool (the reader releases the GIL), so a ~250 MB body is checked at
 without ever being held whole in memory; only each row's key (contract, time: 16 bytes) is kept, for the
 duplicate and rows-per-contract checks at the end. Errors name the line (1-based) where they can.
 
-A row's shape and types are `ndjson_contract`'s, shared with assembly. A row's time is its `timestamp`
+A row's shape and types are `ndjson.contract`'s, shared with assembly. A row's time is its `timestamp`
 text or, in the shape some long answers are reported to take, `date` (YYYYMMDD number or text, or
 YYYY-MM-DD) + `ms_of_day` (ms since ET midnight). As in assembly
 (`assemble._date_variant`), the first row decides the shape (and whether `date` is a number or a text)

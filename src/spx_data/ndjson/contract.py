@@ -1,6 +1,6 @@
 """The NDJSON row contract: what every row of a terminal answer must look like, for fetch and assembly.
 
-Fetch validation (`ndjson_check`) and assembly (`assemble`) both read answers through this module, so a
+Fetch validation (`ndjson.check`) and assembly (`archive.assemble`) both read answers through this module, so a
 body the fetch check accepts is one assembly can convert: a difference would be found only after the
 download was paid for, at assembly.
 """
@@ -31,7 +31,7 @@ CONTRACT_TYPES: dict[str, pa.DataType] = {
 def row_schema(dataset: Dataset, date_type: pa.DataType | None = None) -> pa.Schema:
     """The JSON types every row must parse to; timestamps stay text (checked by TIMESTAMP_PATTERN).
 
-    With `date_type` (the date + ms_of_day shape, see `ndjson_check.date_type_of`) `timestamp` becomes
+    With `date_type` (the date + ms_of_day shape, see `ndjson.check.date_type_of`) `timestamp` becomes
     `date` of that type and `ms_of_day`."""
     fields = [pa.field(name, typ) for name, typ in CONTRACT_TYPES.items()]
     for name, kind in dataset.columns:

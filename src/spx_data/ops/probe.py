@@ -5,7 +5,7 @@ and the newest early-close session at or before the config's end, exactly as a r
 `fetch_history`: the same parameters, timeouts and validation, but one attempt), and reports one line
 per assumption, ✓ or ✗. A recording session keeps every raw answer, so the details (columns, contracts,
 rows per contract, last timestamp, final newline, latency) are read from what the terminal sent, with
-the archive's own checker (`ndjson_check`). Behaviours the archive accepts either way (a final newline or
+the archive's own checker (`ndjson.check`). Behaviours the archive accepts either way (a final newline or
 not, 472 or an empty 200 for no data, ohlc answering only traded contracts) are ✓ with what was seen.
 The findings go to `<work_dir>/probe/probe-<UTC time>.json`, to attach to a bug report.
 """
