@@ -406,8 +406,10 @@ class Routes:
                 continue
             times = ch.interval_grid(day, interval, start_ms, end_ms)
             midnight = dt.datetime.combine(day, dt.time())
-            texts += [
-                (midnight + dt.timedelta(milliseconds=int(t))).isoformat(timespec="milliseconds")
+            texts += [  # as the option routes write them: the fraction omitted when zero
+                (midnight + dt.timedelta(milliseconds=int(t)))
+                .isoformat(timespec="milliseconds")
+                .removesuffix(".000")
                 for t in times
             ]
             cents.append(ch.index_cents(symbol, day, times, self.config.seed))
