@@ -10,6 +10,8 @@ answers 473; `list/strikes` answers `symbol,strike`; list endpoints without a da
 `strikes`, `dates`) see the chain as of `SimConfig.today` (default: the real date).
 `SimConfig.bad_data` switches make history answers 200s with a wrong body (see `bad_data`);
 `SimConfig.time_columns` makes history rows carry `date` + `ms_of_day` instead of `timestamp`.
+`/index/history/price` serves SPX on the path the greeks' `underlying_price` takes (equal at the same row
+time) and VIX on its own; `SimConfig.index_denied` makes a symbol answer 471 (a subscription without it).
 
 Like a real terminal, interval answers fill `start_time`..`end_time` (default 09:30:00-16:00:00) on every
 session: after an early close the rows carry no quote and no volume. The behaviours no public source
