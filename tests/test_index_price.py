@@ -285,11 +285,12 @@ def test_workflow_archives_index_price_beside_quote_and_verifies(
     verify = project.cli("verify", *conf, check=True).stdout
     assert "verified 8 files: 0 problem(s)" in verify
     glob = str(project.archive / "index_price" / "*" / "*.parquet")
-    counts = duckdb.execute(
-        "SELECT date, symbol, count(*) FROM read_parquet(?, hive_partitioning = true) "
-        "GROUP BY ALL ORDER BY ALL",
-        [glob],
-    ).fetchall()
+    with duckdb.connect() as db:  # its own connection: the module's default one is shared by tests
+        counts = db.execute(
+            "SELECT date, symbol, count(*) FROM read_parquet(?, hive_partitioning = true) "
+            "GROUP BY ALL ORDER BY ALL",
+            [glob],
+        ).fetchall()
     assert [(str(d), s, n) for d, s, n in counts] == [
         (day, symbol, 226 if day == "2024-11-29" else 391)
         for day in ("2024-11-26", "2024-11-27", "2024-11-29", "2024-12-02")
