@@ -182,9 +182,8 @@ def test_an_empty_symbol_is_archived_without_rows_but_all_empty_fails(tmp_path: 
     assert n == rows
     sources = json.loads(read.read_footer(parquet)["spx_data.sources"])
     assert sources == [{"symbol": "SPX", "rows": 226}, {"symbol": "VIX", "rows": 0}]
-    with pytest.raises(
-        ValidationError, match=r"every request answered for each of 2 index symbols \(471 or 472\)"
-    ):
+    all_empty = r"^index_price 2024-11-29: no rows: each of its 2 index symbols answered 471 or 472$"
+    with pytest.raises(ValidationError, match=all_empty):
         assemble(tmp_path / "b", EARLY, {"SPX": None, "VIX": None})
     assert not list((tmp_path / "b" / "archive").iterdir())  # nothing half-written
 

@@ -223,12 +223,12 @@ def _write(
             listed.append(series | {"rows": rows})
             total += rows
         if sources and total == 0:
-            asked = (
-                f"for each of {len(sources)} index symbols (471 or 472)"
+            why = (
+                f"no rows: each of its {len(sources)} index symbols answered 471 or 472"
                 if dataset.index
-                else f"472 although the listing had {len(sources)} expirations"
+                else f"every request answered 472 although the listing had {len(sources)} expirations"
             )
-            raise ValidationError(f"{dataset.name} {session.day}: every request answered {asked}")
+            raise ValidationError(f"{dataset.name} {session.day}: {why}")
         footer = footer | {
             footer_keys.STATUS: "success" if sources else "no_data",
             footer_keys.ROWS: str(total),
