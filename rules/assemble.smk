@@ -17,7 +17,7 @@ rule assemble:
         mem_mb=1024,
     params:
         interval=CFG.interval,
-        symbols=",".join(CFG.symbols),
+        symbols=assemble_symbols,
         max_dte=CFG.max_dte,
         greeks=json.dumps(vars(CFG.greeks)),
     shell:

@@ -71,6 +71,7 @@ def job(step: str) -> str:
 
 
 LOGS = CFG.work / "logs"
+INDEX_DATASETS = [ds for ds in CFG.datasets if datasets.get(ds).index]
 ALL_TARGETS = [
     str(path)
     for ds, days in PLAN.missing.items()
@@ -84,6 +85,7 @@ wildcard_constraints:
     day=r"\d{4}-\d{2}-\d{2}",
     symbol="|".join(CFG.symbols),
     expiration=r"\d{4}-\d{2}-\d{2}",
+    index_symbol="|".join(CFG.index_symbols),
 
 
 def api_cap() -> int:
@@ -116,6 +118,8 @@ def day_listing(day: str) -> listing.Listing | None:
 
 
 def assemble_inputs(w) -> dict[str, object]:
+    if datasets.get(w.dataset).index:  # one answer per index symbol, no listing
+        return {"ndjson": [str(LAYOUT.ndjson(w.dataset, w.day, s)) for s in CFG.index_symbols]}
     found = day_listing(w.day)
     if found is None:  # the listing failed: the job records why and fails; the next run asks again
         return {}
@@ -125,6 +129,10 @@ def assemble_inputs(w) -> dict[str, object]:
             str(LAYOUT.ndjson(w.dataset, w.day, s, e)) for s, e, _ in found.select(CFG.symbols, CFG.max_dte)
         ],
     }
+
+
+def assemble_symbols(w) -> str:
+    return ",".join(CFG.index_symbols if datasets.get(w.dataset).index else CFG.symbols)
 
 
 def mirror_ledger(ok: bool | None) -> None:

@@ -24,3 +24,27 @@ rule fetch:
         " --out {output:q} --url {params.url:q} --interval {params.interval} --retry {params.retry:q}"
         " --greeks {params.greeks:q}"
         " 2> {log:q}"
+
+
+# An index series: one request per (dataset, day, index symbol), no listing, the same `api` unit and
+# outcome events (a 471 leaves an empty answer: see ops/jobs.py `_fetch_index`).
+rule fetch_index:
+    output:
+        temp(CFG.work / "ndjson" / "{dataset}" / "{day}" / "{index_symbol}.ndjson"),
+    log:
+        LOGS / "fetch" / "{dataset}" / "{day}" / "{index_symbol}.log",
+    wildcard_constraints:
+        dataset="|".join(INDEX_DATASETS) or "(?!)",
+    localrule: True
+    conda:
+        "../envs/spx-data.yaml"
+    resources:
+        api=1,
+    params:
+        url=CFG.terminal_url,
+        interval=CFG.interval,
+        retry=json.dumps(dict(CFG.retry)),
+    shell:
+        job("fetch") + " {wildcards.dataset} {wildcards.day} {wildcards.index_symbol}"
+        " --out {output:q} --url {params.url:q} --interval {params.interval} --retry {params.retry:q}"
+        " 2> {log:q}"

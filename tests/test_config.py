@@ -158,6 +158,7 @@ def test_allowed_values_are_the_registrys() -> None:
     props = config.schema()["properties"]
     assert props["datasets"]["items"]["enum"] == list(datasets.DATASETS)
     assert props["symbols"]["items"]["enum"] == list(datasets.SYMBOLS)
+    assert props["index_symbols"]["items"]["enum"] == list(datasets.INDEX_SYMBOLS)
     assert props["interval"]["enum"] == list(calendar.INTERVAL_SECONDS)
 
 

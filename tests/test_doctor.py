@@ -49,6 +49,40 @@ def test_a_connected_terminal_with_one_dataset_denied(rsps: responses.RequestsMo
     assert "strike=6000.0" in probe.request.url and "right=put" in probe.request.url
 
 
+def test_index_price_is_probed_per_symbol_and_a_vix_471_named(
+    rsps: responses.RequestsMock, tmp_path: Path
+) -> None:
+    rsps.add(responses.GET, f"{URL}/terminal/mdds/status", body="CONNECTED")
+    rsps.add(
+        responses.GET, f"{URL}/option/list/contracts/quote", body='{"symbol":"SPXW","expiration":20241206}\n'
+    )
+    endpoint = URL + datasets.get("index_price").endpoint
+    rsps.add(
+        responses.GET,
+        endpoint,
+        match=[responses.matchers.query_param_matcher({"symbol": "VIX"}, strict_match=False)],
+        status=471,
+    )
+    rsps.add(responses.GET, endpoint, body='{"timestamp":"2024-12-02T09:30:00","price":6000.0}\n')
+    raw = {
+        "start_date": "2024-11-25",
+        "end_date": "2024-12-02",
+        "datasets": ["index_price"],
+        "index_symbols": ["SPX", "VIX"],
+    }
+    check = by_name(doctor.run_checks(config.load(raw, base=tmp_path, today=NOW)))[
+        "dataset index_price (SPX, VIX)"
+    ]
+    assert not check.ok
+    assert (
+        check.detail
+        == f"dataset index_price VIX: {datasets.get('index_price').endpoint}: 471 permission denied"
+    )
+    assert "drop it from `index_symbols`" in check.fix
+    sent = [c.request.url for c in rsps.calls if "/index/" in c.request.url]
+    assert len(sent) == 2 and all("end_time=16%3A00%3A00" in u and "expiration" not in u for u in sent)
+
+
 def test_an_unreachable_terminal_skips_the_probes(rsps: responses.RequestsMock, tmp_path: Path) -> None:
     rsps.add(responses.GET, f"{URL}/terminal/mdds/status", body=requests.ConnectionError("refused"))
     checks = by_name(doctor.run_checks(cfg(tmp_path)))

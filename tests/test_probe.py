@@ -182,3 +182,14 @@ def test_sessions_come_from_the_calendar() -> None:
     days = probe.pick_days(dt.date.fromisoformat(END))
     assert days.early is not None and days.early.close == calendar.EARLY_CLOSE
     assert calendar.session_on(days.closed or days.regular.day) is None
+
+
+def test_probe_fetches_each_index_symbol_as_a_run_would(simulator: Factory, tmp_path: Path) -> None:
+    sim = simulator(index_denied=("VIX",))
+    found = run_probe(sim, tmp_path, datasets=["index_price"], index_symbols=["SPX", "VIX"])
+    assert found[f"index_price {EARLY} SPX"].detail == "226 rows; the archive accepts it"
+    assert found[f"index_price {END} SPX"].detail == "391 rows; the archive accepts it"
+    assert failed(found) == {
+        f"index_price {day} VIX": "471: not in the subscription; runs archive the day without it"
+        for day in (END, EARLY)
+    }

@@ -9,7 +9,8 @@ every error message are the strict reader's. Each expiration is converted to the
 (docs/DESIGN.md §3), validated, sorted by (right, strike, timestamp) and written as its own row group(s).
 The written file is re-read and checked before it is renamed into place; the sidecar comes last.
 
-Rows are sorted and checked by one int64 key per row (archive/rowkey.py).
+Rows are sorted and checked by one int64 key per row (archive/rowkey.py). An index series (no contract
+columns, one source per symbol) takes the same path with its key the time of day alone.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from spx_data.archive import checksum, read, rowkey
 from spx_data.core import atomic
 from spx_data.core import footer as footer_keys
 from spx_data.core.calendar import OPEN, Session
-from spx_data.core.datasets import DEFAULT_GREEKS, SCHEMA_VERSION, TZ, Dataset, Greeks
+from spx_data.core.datasets import CONTRACT_COLUMNS, DEFAULT_GREEKS, SCHEMA_VERSION, TZ, Dataset, Greeks
 from spx_data.core.errors import ValidationError
 from spx_data.core.validate import iso_date
 from spx_data.ndjson import check as ndjson_check
@@ -55,8 +56,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Source:
     symbol: str
-    expiration: str  # ISO date
-    path: Path  # NDJSON (empty file = the terminal answered 472 for it)
+    expiration: str | None  # ISO date; None for an index series
+    path: Path  # NDJSON (empty file = the terminal answered 472 for it, or 471 for an index symbol)
 
 
 @dataclass(frozen=True)
@@ -130,12 +131,12 @@ def _same_file(path: Path, known: os.stat_result) -> bool:
 
 
 def _ordered_sources(sources: Sequence[Source]) -> list[Source]:
-    ordered = sorted(sources, key=lambda s: (s.symbol, s.expiration))
+    ordered = sorted(sources, key=lambda s: (s.symbol, s.expiration or ""))
     for prev, cur in itertools.pairwise(ordered):
         if (prev.symbol, prev.expiration) == (cur.symbol, cur.expiration):
             raise ValidationError(f"{cur.path}: second source for {cur.symbol} {cur.expiration}")
     for s in ordered:
-        if not s.symbol or iso_date(s.expiration) is None:
+        if not s.symbol or (s.expiration is not None and iso_date(s.expiration) is None):
             raise ValidationError(f"{s.path}: bad source key {s.symbol!r} {s.expiration!r}")
     return ordered
 
@@ -147,7 +148,7 @@ def _footer_base(
 
     `params` is the request the client sent (the same builder): time window and greeks inputs included."""
     template = dataset.request_params(
-        session.day, "{symbol}", "{expiration}", interval, session.close, greeks
+        session.day, "{symbol}", None if dataset.index else "{expiration}", interval, session.close, greeks
     )
     core = {
         "dataset": dataset.name,
@@ -173,9 +174,7 @@ def _footer_base(
 
 def _writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
     """Fixed options: the same table always gives the same bytes."""
-    sort_names = ["symbol", "expiration", "right", "strike"] + (
-        ["timestamp"] if "timestamp" in schema.names else []
-    )
+    sort_names = [n for n in ("symbol", "expiration", "right", "strike", "timestamp") if n in schema.names]
     # Dictionary pages for every column but the float64 ones: prices and greeks have too many distinct
     # values per row group, so a dictionary would overflow and fall back to plain after costing time.
     dictionary = [f.name for f in schema if not pa.types.is_floating(f.type)]
@@ -218,13 +217,18 @@ def _write(
                 del table
             # No NDJSON sha256 here: its bytes depend on how the terminal split the answer (570), and
             # the file must be a function of the data alone. The ledger's requests table keeps them.
-            listed.append({"symbol": src.symbol, "expiration": src.expiration, "rows": rows})
+            series = {"symbol": src.symbol}
+            if src.expiration is not None:
+                series["expiration"] = src.expiration
+            listed.append(series | {"rows": rows})
             total += rows
         if sources and total == 0:
-            raise ValidationError(
-                f"{dataset.name} {session.day}: every request answered 472 although the listing had "
-                f"{len(sources)} expirations"
+            why = (
+                f"no rows: each of its {len(sources)} index symbols answered 471 or 472"
+                if dataset.index
+                else f"every request answered 472 although the listing had {len(sources)} expirations"
             )
+            raise ValidationError(f"{dataset.name} {session.day}: {why}")
         footer = footer | {
             footer_keys.STATUS: "success" if sources else "no_data",
             footer_keys.ROWS: str(total),
@@ -255,6 +259,8 @@ class _Job:
     parsed: dict[str, tuple[pa.Array, np.ndarray, np.ndarray]] = field(default_factory=dict, compare=False)
 
     def contract(self, thou: int, is_put: bool) -> str:
+        if self.dataset.index:
+            return f"index {self.src.symbol}"
         right = rowkey.RIGHTS[int(is_put)]
         return f"{self.src.symbol} {self.src.expiration} {thou // 1000}.{thou % 1000:03d} {right}"
 
@@ -302,6 +308,8 @@ def _fast_blocks(job: _Job, fast: ndjson_duckdb.Reader) -> Generator[pa.RecordBa
     timestamps matching TIMESTAMP_PATTERN (two '-' each, no other special byte)."""
     path = job.src.path
     schema = row_schema(job.dataset, None)
+    if job.dataset.index:  # rows without contract texts are outside the proof; a series is small anyway
+        return None
     if not ndjson_duckdb.eligible(path, schema) or _date_variant(path, job.dataset) is not None:
         return None
     src = job.src
@@ -356,8 +364,8 @@ def _load(job: _Job, symbols: pa.Array, fast: ndjson_duckdb.Reader) -> pa.Table:
     if job.dataset.interval_based:
         _check_counts(key, job.session.intervals(job.interval), job)
     schema = job.dataset.arrow_schema()
-    columns = _key_columns(job.src, symbols, key, schema.field("strike").type)
-    for name in schema.names[4:]:
+    columns = _key_columns(job.src, symbols, key, schema)
+    for name in schema.names[len(columns) :]:
         chunks = [b.values.pop(name) for b in batches]  # popped: unsorted copies die one column at a time
         if order is None:
             columns.append(pa.chunked_array([_fixed(schema.field(name).type, c) for c in chunks]))
@@ -372,10 +380,14 @@ def _convert(block: pa.RecordBatch, job: _Job, row0: int) -> _Batch:
             at = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
             name = block.schema.names[i]
             raise job.fail(f"row {row0 + at + 1}: no value for {name!r}", _raw_contract(block, at))
-    _check_constant(block, "symbol", job.src.symbol, job, row0)
-    _check_constant(block, "expiration", job.src.expiration, job, row0)
-    is_put = _rights(block, job, row0)
-    thou = _thousandths(block, job, row0)
+    if job.dataset.index:  # one series per source: keyed by time alone
+        is_put, thou = np.zeros(block.num_rows, bool), np.zeros(block.num_rows, np.int64)
+    else:
+        assert job.src.expiration is not None
+        _check_constant(block, "symbol", job.src.symbol, job, row0)
+        _check_constant(block, "expiration", job.src.expiration, job, row0)
+        is_put = _rights(block, job, row0)
+        thou = _thousandths(block, job, row0)
     key = (is_put.astype(np.int64) << rowkey.RIGHT_SHIFT) | (thou << rowkey.TS_BITS)
     values: dict[str, np.ndarray] = {}
     for name, kind in job.dataset.columns:
@@ -393,7 +405,8 @@ def _convert(block: pa.RecordBatch, job: _Job, row0: int) -> _Batch:
 
 
 def _raw_contract(block: pa.RecordBatch, at: int) -> str:
-    return " ".join(str(block.column(c)[at].as_py()) for c in ("symbol", "expiration", "strike", "right"))
+    """The row's contract as the answer gives it ("" for an index row, which carries none)."""
+    return " ".join(str(block.column(c)[at].as_py()) for c in CONTRACT_COLUMNS if c in block.schema.names)
 
 
 def _check_constant(block: pa.RecordBatch, name: str, expected: str, job: _Job, row0: int) -> None:
@@ -579,15 +592,20 @@ def _fixed(type_: pa.DataType, data: np.ndarray, length: int | None = None) -> p
     return pa.Array.from_buffers(type_, n, [None, pa.py_buffer(np.ascontiguousarray(data))])
 
 
-def _key_columns(src: Source, symbols: pa.Array, key: np.ndarray, strike_type: pa.DataType) -> list[pa.Array]:
-    """symbol, expiration, strike, right of the sorted rows, rebuilt from their keys."""
+def _key_columns(src: Source, symbols: pa.Array, key: np.ndarray, schema: pa.Schema) -> list[pa.Array]:
+    """The key columns of the sorted rows (symbol, expiration, strike, right; an index's symbol alone),
+    rebuilt from their keys."""
     n = len(key)
+    at = symbols.to_pylist().index(src.symbol)
+    symbol = pa.DictionaryArray.from_arrays(np.full(n, at, np.int32), symbols)
+    if src.expiration is None:
+        return [symbol]
     strike = np.zeros(2 * n, dtype=np.int64)  # decimal128: low word = value, high word = 0 (non-negative)
     strike[0::2] = (key >> rowkey.TS_BITS) & rowkey.STRIKE_MASK
     days = (dt.date.fromisoformat(src.expiration) - rowkey.EPOCH).days
     return [
-        pa.DictionaryArray.from_arrays(np.full(n, symbols.to_pylist().index(src.symbol), np.int32), symbols),
+        symbol,
         _fixed(pa.date32(), np.full(n, days, np.int32)),
-        _fixed(strike_type, strike, n),
+        _fixed(schema.field("strike").type, strike, n),
         pa.DictionaryArray.from_arrays((key >> rowkey.RIGHT_SHIFT).astype(np.int32), _RIGHT_DICT),
     ]

@@ -113,6 +113,7 @@ class _Scan:
 
     path: Path
     expected: int | None  # rows per contract, for interval datasets
+    keyed: bool = True  # rows keyed by contract; False: an index series, keyed by symbol and time
     problems: list[str] = field(default_factory=list)
     last: tuple[str, int, int] | None = None  # (symbol, expiration days, key) of the last row so far
     run: tuple[tuple[str, int, int], int] | None = None  # (symbol, expiration days, key >> 27), rows
@@ -126,18 +127,17 @@ class _Scan:
 
     def finish(self) -> None:
         if self.run is not None and self.expected is not None and self.run[1] != self.expected:
-            self.problems.append(
-                f"{self.path}: {rowkey.label(self.run[0])}: {self.run[1]} rows, expected {self.expected}"
-            )
+            label = rowkey.label(self.run[0]) if self.keyed else f"index {self.run[0][0]}"
+            self.problems.append(f"{self.path}: {label}: {self.run[1]} rows, expected {self.expected}")
 
 
 def _scan(path: Path, pf: pq.ParquetFile, dataset: Dataset, session: Session, interval: str) -> list[str]:
     """Re-read the key columns row group by row group: rows strictly increasing by
     (symbol, expiration, right, strike, timestamp), which proves sort and uniqueness; timestamps on the
     day (inside the session for interval datasets); rows per contract."""
-    state = _Scan(path, session.intervals(interval) if dataset.interval_based else None)
-    columns = ["symbol", "expiration", "right", "strike"]
-    columns += ["timestamp"] if "timestamp" in dataset.column_names else []
+    state = _Scan(path, session.intervals(interval) if dataset.interval_based else None, not dataset.index)
+    wanted = ("symbol", "expiration", "right", "strike", "timestamp")
+    columns = [c for c in wanted if c in dataset.column_names]
     for g in range(pf.num_row_groups):
         table = pf.read_row_group(g, columns=columns)
         if table.num_rows and not _scan_group(state, g, table, session):
@@ -153,16 +153,20 @@ def _scan_group(state: _Scan, g: int, table: pa.Table, session: Session) -> bool
     """Check one row group; False when its rows are out of order or off the session (scan stops)."""
     where = f"{state.path}: row group {g}"
     symbols, rank = _symbol_ranks(table.column("symbol"))
-    exp = table.column("expiration").combine_chunks().view(pa.int32()).to_numpy()
+    if state.keyed:
+        exp = table.column("expiration").combine_chunks().view(pa.int32()).to_numpy()
+        right = table.column("right").combine_chunks()
+        rights = right.dictionary.to_pylist()
+        if not set(rights) <= set(rowkey.RIGHTS):
+            state.problems.append(f"{where}: right outside CALL/PUT")
+            return False
+        is_put = np.array([v == "PUT" for v in rights], dtype=np.int64)[right.indices.to_numpy()]
+        key = (is_put << rowkey.RIGHT_SHIFT) | (_decimal_units(table.column("strike")) << rowkey.TS_BITS)
+    else:  # an index series: one per symbol, keyed by time alone
+        exp = np.zeros(table.num_rows, np.int32)
+        key = np.zeros(table.num_rows, np.int64)
     # (symbol, expiration) as one integer that orders like the pair: rank above, biased days below
     outer = (rank << 32) | (exp.astype(np.int64) + (1 << 31))
-    right = table.column("right").combine_chunks()
-    rights = right.dictionary.to_pylist()
-    if not set(rights) <= set(rowkey.RIGHTS):
-        state.problems.append(f"{where}: right outside CALL/PUT")
-        return False
-    is_put = np.array([v == "PUT" for v in rights], dtype=np.int64)[right.indices.to_numpy()]
-    key = (is_put << rowkey.RIGHT_SHIFT) | (_decimal_units(table.column("strike")) << rowkey.TS_BITS)
     if "timestamp" in table.column_names:
         midnight, opens, close = _session_bounds_utc(session)
         low, high = (

@@ -61,6 +61,7 @@ class Config:
     ledger: Path
     retry: Mapping[str, float]
     greeks: datasets.Greeks = datasets.DEFAULT_GREEKS
+    index_symbols: tuple[str, ...] = tuple(DEFAULTS["index_symbols"])
 
     @property
     def layout(self) -> Layout:
@@ -233,6 +234,7 @@ def load(
         ledger=paths["ledger_path"],
         retry=retry,
         greeks=datasets.Greeks(**doc["greeks"]),
+        index_symbols=tuple(doc["index_symbols"]),
     )
 
 

@@ -1,7 +1,7 @@
 """The one place that maps a dataset to its endpoint, request parameters and columns.
 
 Adding a dataset is one entry in DATASETS. Column order is ThetaData's; the archive keeps it after
-the contract columns (symbol, expiration, strike, right).
+the key columns: the contract (symbol, expiration, strike, right) for options, the symbol for an index.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ INTERVALS: tuple[str, ...] = (
     "1m", "5m", "10m", "15m", "30m", "1h",
 )  # fmt: skip
 SYMBOLS: tuple[str, ...] = ("SPX", "SPXW")
+INDEX_SYMBOLS: tuple[str, ...] = ("SPX", "VIX")  # index series (VIX only where the subscription allows)
 RIGHTS: tuple[str, ...] = ("CALL", "PUT")
 # Greeks inputs the v3 OpenAPI spec allows (rate_type, version); the terminal answers 473 to others.
 RATE_TYPES: tuple[str, ...] = (
@@ -88,18 +89,25 @@ class Dataset:
     first_date: dt.date  # earliest history ThetaData serves for SPX options of this kind
     read_timeout: float | None = None  # overrides retry.read_timeout (wide greeks answers are slow)
     trade_derived: bool = False  # answers only the contracts that traded (list/contracts/trade)
+    # An index series: one request per (day, index symbol), no listing; its rows carry no key columns
+    # (the archive's `symbol` is the one requested).
+    index: bool = False
 
     @property
     def greeks(self) -> bool:
         return self.endpoint.startswith("/option/history/greeks/")
 
     @property
+    def key_columns(self) -> tuple[str, ...]:
+        return ("symbol",) if self.index else CONTRACT_COLUMNS
+
+    @property
     def column_names(self) -> tuple[str, ...]:
-        return CONTRACT_COLUMNS + tuple(name for name, _ in self.columns)
+        return self.key_columns + tuple(name for name, _ in self.columns)
 
     def arrow_schema(self) -> pa.Schema:
-        """The archive schema (after conversion), contract columns first."""
-        fields = [pa.field(c, KEY_TYPES[c], nullable=False) for c in CONTRACT_COLUMNS]
+        """The archive schema (after conversion), key columns first."""
+        fields = [pa.field(c, KEY_TYPES[c], nullable=False) for c in self.key_columns]
         fields += [pa.field(n, ARROW_TYPES[k], nullable=False) for n, k in self.columns]
         return pa.schema(fields)
 
@@ -107,13 +115,13 @@ class Dataset:
         self,
         day: dt.date,
         symbol: str,
-        expiration: str,
+        expiration: str | None,
         interval: str,
         session_close: dt.time | None = None,
         greeks: Greeks = DEFAULT_GREEKS,
     ) -> dict[str, str]:
         """Query parameters for one (day, symbol, expiration) request, NDJSON answer: the one builder
-        every request, the footer and the probe use.
+        every request, the footer and the probe use. An index request has no expiration (None).
 
         Interval requests carry the session's window: the terminal fills its default 09:30-16:00 grid
         whatever the session, so an early close needs end_time=13:15:00 sent explicitly. Without
@@ -125,7 +133,9 @@ class Dataset:
                 raise ValueError(f"{day} is not a session of Cboe index options")
             session_close = session.close
         ymd = day.strftime("%Y%m%d")
-        params = {"symbol": symbol, "expiration": expiration.replace("-", "")}
+        params = {"symbol": symbol}
+        if expiration is not None:
+            params["expiration"] = expiration.replace("-", "")
         if self.date_range_params:
             params |= {"start_date": ymd, "end_date": ymd}
         else:
@@ -151,6 +161,9 @@ _GREEKS_TAIL = (("iv_error", "float"), ("underlying_timestamp", "timestamp"), ("
 _GREEKS_2020 = dt.date(2020, 1, 1)
 _OPTIONS_2012 = dt.date(2012, 6, 1)
 _TRADES_2016 = dt.date(2016, 1, 1)  # documented first date of options trades, OHLC and EOD
+# Index history's first date is not documented: the options' earliest, so no start_date valid for the
+# option datasets is refused for it (a day before the vendor's index history fails naming its 472).
+_INDEX_FIRST = _OPTIONS_2012
 # Third-party v3 SPX downloaders need 300 s for a wide chain's greeks answer.
 GREEKS_READ_TIMEOUT = 300.0
 
@@ -280,6 +293,18 @@ DATASETS: dict[str, Dataset] = {
                 "dual_gamma",
                 "implied_vol",
             ),
+        ),
+        # /index/history/price: `timestamp`, `price` per interval (v3 OpenAPI spec), value tier.
+        Dataset(
+            "index_price",
+            "/index/history/price",
+            (("timestamp", "timestamp"), ("price", "price")),
+            True,
+            False,
+            False,
+            "value",
+            _INDEX_FIRST,
+            index=True,
         ),
     )
 }

@@ -6,7 +6,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from spx_data.core.datasets import DATASETS, SYMBOLS
+from spx_data.core.datasets import DATASETS, INDEX_SYMBOLS, SYMBOLS
 from spx_data.core.validate import choice, iso_date
 
 # The storage contract's names. The sidecar starts with "_" so dataset readers (pyarrow, pandas, Spark)
@@ -98,11 +98,14 @@ class Layout:
         """The cached contract listing of a day: written once, never rewritten."""
         return self.work / "listings" / f"{check_date(day)}.json"
 
-    def ndjson(self, dataset: str, day: str, symbol: str, expiration: str) -> Path:
-        return (
-            self.work / "ndjson" / check_dataset(dataset) / check_date(day)
-            / f"{check_symbol(symbol)}-{check_date(expiration)}.ndjson"
-        )  # fmt: skip
+    def ndjson(self, dataset: str, day: str, symbol: str, expiration: str | None = None) -> Path:
+        """One request's answer: per (symbol, expiration), or per index symbol (no expiration)."""
+        name = (
+            f"{choice('index symbol', symbol, INDEX_SYMBOLS)}.ndjson"
+            if expiration is None
+            else f"{check_symbol(symbol)}-{check_date(expiration)}.ndjson"
+        )
+        return self.work / "ndjson" / check_dataset(dataset) / check_date(day) / name
 
     def outcomes(self) -> Path:
         """Job outcome files waiting to be mirrored into the ledger."""

@@ -162,7 +162,7 @@ class ThetaClient:
         dataset: Dataset,
         day: dt.date,
         symbol: str,
-        expiration: str,
+        expiration: str | None,
         interval: str,
         dest: Path,
         *,
@@ -171,7 +171,8 @@ class ThetaClient:
         min_contracts: int | None = None,
         greeks: Greeks = DEFAULT_GREEKS,
     ) -> FetchResult:
-        """Fetch one (dataset, day, symbol, expiration) answer into `dest`, validated, atomically.
+        """Fetch one (dataset, day, symbol, expiration) answer into `dest`, validated, atomically
+        (an index series: expiration None).
 
         `min_contracts` (trade-derived datasets): the answer may hold fewer contracts than
         `expected_contracts` (those listed), down to this many (those that traded)."""
@@ -181,9 +182,8 @@ class ThetaClient:
             raise ValueError(f"{day} is not a session")
         params = dataset.request_params(day, symbol, expiration, interval, session.close, greeks)
         window = (calendar.OPEN, session.close) if dataset.interval_based else None
-        expected = Expected(
-            symbol, _iso(expiration), expected_contracts, rows_per_contract, day, window, min_contracts
-        )
+        iso = None if expiration is None else _iso(expiration)
+        expected = Expected(symbol, iso, expected_contracts, rows_per_contract, day, window, min_contracts)
         budget = Budget(self._policy, self._clock, self._sleep)
         read_timeout = max(self._policy.read_timeout, dataset.read_timeout or 0.0)
         timeout = (self._policy.connect_timeout, read_timeout)
@@ -240,6 +240,9 @@ class ThetaClient:
 
     def _split(self, url: str, params: dict[str, str], budget: Budget) -> list[dict[str, str]]:
         """570: first per right, then per strike of that right."""
+        if "expiration" not in params:  # an index series (one row per interval) has nothing to split by
+            full = _full_url(url, params)
+            raise FatalRequestError(f"HTTP 570 for {full}: an index series cannot be split", 570, full)
         if "right" not in params:
             return [params | {"right": "call"}, params | {"right": "put"}]
         if "strike" not in params:

@@ -412,7 +412,8 @@ def _on_run_end(cur: sqlite3.Cursor, event: dict[str, Any]) -> None:
 
 def _on_fetch(cur: sqlite3.Cursor, event: dict[str, Any]) -> None:
     run_id, dataset, day, at = _day_keys(event)
-    status = choice("status", event["status"], ("ok", "no_data", "failed"))
+    # no_permission: an index symbol the subscription lacks (471), archived without its rows
+    status = choice("status", event["status"], ("ok", "no_data", "no_permission", "failed"))
     error_class, error, seconds = _opt(event, "error_class"), _opt(event, "error"), _opt(event, "seconds")
     request = (_opt(event, "symbol"), _opt(event, "expiration"), status, _opt(event, "http_status"))
     sizes = (

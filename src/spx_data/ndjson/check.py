@@ -66,7 +66,7 @@ class Expected:
     """What a valid answer to one (symbol, expiration) request must contain."""
 
     symbol: str
-    expiration: str  # ISO date
+    expiration: str | None  # ISO date; None for an index series (rows carry no contract columns)
     contracts: int | None = None  # distinct (strike, right) pairs
     rows_per_contract: int | None = None
     day: dt.date | None = None  # every `timestamp` must fall on this day...
@@ -180,6 +180,8 @@ def _check_keys(seen: list[_BlockResult], expected: Expected, timed: bool) -> Co
 
 
 def _label(expected: Expected, code: int) -> str:
+    if expected.expiration is None:
+        return f"index {expected.symbol}"
     thou, is_put = divmod(code, 2)
     return f"{expected.symbol} {expected.expiration} {thou // 1000}.{thou % 1000:03d} {RIGHTS[is_put]}"
 
@@ -247,9 +249,11 @@ class _BlockChecker:
                 if self.timed and name in self._time_columns:
                     self._check_shape(block, row)
                 raise _RowError(f"column {name!r} missing or null in {column.null_count} rows", row)
-        _only(table["symbol"], {self._expected.symbol}, "symbol")
-        _only(table["expiration"], {self._expected.expiration}, "expiration")
-        _only(table["right"], set(RIGHTS), "right")
+        index = self._expected.expiration is None
+        if not index:
+            _only(table["symbol"], {self._expected.symbol}, "symbol")
+            _only(table["expiration"], {self._expected.expiration}, "expiration")
+            _only(table["right"], set(RIGHTS), "right")
         time = np.zeros(table.num_rows, np.int64)
         for name in self.timestamps:
             # An interval grid repeats per contract: few distinct stamps, each checked once.
@@ -263,6 +267,8 @@ class _BlockChecker:
                 time = self._times(values, indices)[indices]
         if self._date_ms:
             time = self._date_times(table["date"].combine_chunks(), table["ms_of_day"].to_numpy())
+        if index:  # one series: keyed by time alone
+            return _BlockResult(np.zeros(table.num_rows, np.int64), time)
         strike = table["strike"].to_numpy()
         code = np.rint(strike * 1000).astype(np.int64) * 2 + pc.equal(table["right"], "PUT").to_numpy()
         return _BlockResult(code, time)

@@ -33,7 +33,8 @@ def row_schema(dataset: Dataset, date_type: pa.DataType | None = None) -> pa.Sch
 
     With `date_type` (the date + ms_of_day shape, see `ndjson.check.date_type_of`) `timestamp` becomes
     `date` of that type and `ms_of_day`."""
-    fields = [pa.field(name, typ) for name, typ in CONTRACT_TYPES.items()]
+    # An index answer's rows carry no key columns: the symbol is the request's.
+    fields = [] if dataset.index else [pa.field(name, typ) for name, typ in CONTRACT_TYPES.items()]
     for name, kind in dataset.columns:
         if name == "timestamp" and date_type is not None:
             fields += [pa.field("date", date_type), pa.field("ms_of_day", pa.int64())]

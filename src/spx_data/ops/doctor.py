@@ -40,6 +40,8 @@ def _get(cfg: Config, path: str, params: dict[str, str] | None = None) -> reques
 def _probe(cfg: Config, name: str, day: dt.date, symbol: str, expiration: str) -> Check:
     """Ask for one put strike of one expiration: 200/472 prove permission, 471 denies it."""
     d = datasets.get(name)
+    if d.index:
+        return _probe_index(cfg, d, day)
     strikes = _get(cfg, "/option/list/strikes", {"symbol": symbol, "expiration": expiration.replace("-", ""),
                                                  "format": "ndjson"})  # fmt: skip
     strike = "*"
@@ -49,17 +51,33 @@ def _probe(cfg: Config, name: str, day: dt.date, symbol: str, expiration: str) -
         strike = str(json.loads(strikes.text.splitlines()[0])["strike"])
     params = d.request_params(day, symbol, expiration, cfg.interval, greeks=cfg.greeks)
     params |= {"strike": strike, "right": "put"}
-    r = _get(cfg, d.endpoint, params)
+    fix = f"{name} needs the {d.tier} tier or higher; upgrade or drop it from `datasets`"
+    return _verdict(f"dataset {name}", d, _get(cfg, d.endpoint, params), fix)
+
+
+def _probe_index(cfg: Config, d: datasets.Dataset, day: dt.date) -> Check:
+    """One day of each index symbol: a 471 for one symbol (VIX, say) is a permission that runs record
+    and archive the day without; the check names it."""
+    verdicts = []
+    for symbol in cfg.index_symbols:
+        params = d.request_params(day, symbol, None, cfg.interval)
+        fix = f"index {symbol} is not in the subscription: add it, or drop it from `index_symbols`"
+        verdicts.append(_verdict(f"dataset {d.name} {symbol}", d, _get(cfg, d.endpoint, params), fix))
+    failed = [v for v in verdicts if not v.ok]
+    name = f"dataset {d.name} ({', '.join(cfg.index_symbols)})"
+    if failed:
+        return Check(name, False, "; ".join(f"{v.name}: {v.detail}" for v in failed), failed[0].fix)
+    return Check(name, True, verdicts[0].detail)
+
+
+def _verdict(name: str, d: datasets.Dataset, r: requests.Response, fix_471: str) -> Check:
     if r.status_code in (200, 472):
         what = "data" if r.status_code == 200 else "no data for the probe, but permitted"
-        return Check(f"dataset {name}", True, f"{d.endpoint} answered {r.status_code} ({what})")
+        return Check(name, True, f"{d.endpoint} answered {r.status_code} ({what})")
     if r.status_code == 471:
-        fix = f"{name} needs the {d.tier} tier or higher; upgrade or drop it from `datasets`"
-        return Check(f"dataset {name}", False, f"{d.endpoint}: 471 permission denied", fix)
+        return Check(name, False, f"{d.endpoint}: 471 permission denied", fix_471)
     detail = f"{d.endpoint} answered {r.status_code}: {r.text[:80]!r}"
-    return Check(
-        f"dataset {name}", False, detail, _FIXES.get(r.status_code, "see the status table in the README")
-    )
+    return Check(name, False, detail, _FIXES.get(r.status_code, "see the status table in the README"))
 
 
 def run_checks(cfg: Config) -> list[Check]:

@@ -68,6 +68,8 @@ def estimate(cfg: Config, pairs: Iterable[tuple[str, str]]) -> Estimate:
         d = datasets.get(ds)
         exps = len(cached[day]) if day in cached else usual_exp
         contracts = sum(n for *_, n in cached[day]) if day in cached else usual_con
+        if d.index:  # one request and one series per index symbol
+            exps = contracts = len(cfg.index_symbols)
         session = calendar.session_on(dt.date.fromisoformat(day))
         per_contract = session.intervals(cfg.interval) if (d.interval_based and session) else 1
         day_rows = contracts * per_contract

@@ -12,14 +12,20 @@ import datetime as dt
 import json
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spx_data.core import datasets, outcomes
 from spx_data.core.calendar import session_on
-from spx_data.core.errors import TerminalUnreachable
+from spx_data.core.errors import PermissionDenied, TerminalUnreachable
 from spx_data.core.paths import Layout, check_date, check_symbol
 from spx_data.fetch import arrow_only, outage
 from spx_data.plan import listing
+
+if TYPE_CHECKING:  # imported by the steps that use them (the client brings requests, assembly pyarrow)
+    from spx_data.archive.assemble import Source
+    from spx_data.fetch.client import FetchResult
 
 
 def _layout(args: argparse.Namespace) -> Layout:
@@ -31,12 +37,15 @@ def _greeks(args: argparse.Namespace) -> datasets.Greeks:
 
 
 def fetch(args: argparse.Namespace) -> int:
-    """One (dataset, day, symbol, expiration) request → one validated NDJSON file."""
+    """One (dataset, day, symbol, expiration) request → one validated NDJSON file; an index dataset's
+    request is per (day, symbol), without expiration or listing."""
+    layout = _layout(args)
+    dataset = datasets.get(args.dataset)
+    if dataset.index:
+        return _fetch_index(args, layout, dataset)
     from spx_data.fetch.client import ThetaClient
     from spx_data.fetch.retry import RetryPolicy
 
-    layout = _layout(args)
-    dataset = datasets.get(args.dataset)
     day, symbol, expiration = check_date(args.day), check_symbol(args.symbol), check_date(args.expiration)
     started = time.monotonic()
     fields = {"dataset": dataset.name, "day": day, "symbol": symbol, "expiration": expiration}
@@ -63,24 +72,65 @@ def fetch(args: argparse.Namespace) -> int:
                 min_contracts=least if dataset.interval_based else None, greeks=_greeks(args),
             )  # fmt: skip
     except Exception as e:
-        if isinstance(e, TerminalUnreachable):
-            outage.give_up(layout.work, e)
-        outcomes.write_event(
-            layout.outcomes(), "fetch", **fields, status="failed", http_status=getattr(e, "status", None),
-            attempts=None, rows=0, bytes=0, seconds=round(time.monotonic() - started, 3), sha256=None,
-            error_class=type(e).__name__, error=str(e),
-        )  # fmt: skip
-        print(
-            f"spx-data fetch {dataset.name} {day} {symbol} {expiration}: {type(e).__name__}: {e}",
-            file=sys.stderr,
-        )
-        return 1
+        return _fetch_failed(layout, fields, e, started)
+    return _fetched(layout, fields, result)
+
+
+def _fetched(layout: Layout, fields: Mapping[str, str | None], result: FetchResult) -> int:
     outcomes.write_event(
         layout.outcomes(), "fetch", **fields, status=result.status, http_status=result.http_status,
         attempts=result.attempts, rows=result.rows, bytes=result.bytes, seconds=round(result.seconds, 3),
         sha256=result.sha256, error_class=None, error=None, contracts=result.contracts,
     )  # fmt: skip
     return 0
+
+
+def _fetch_failed(layout: Layout, fields: Mapping[str, str | None], e: Exception, started: float) -> int:
+    if isinstance(e, TerminalUnreachable):
+        outage.give_up(layout.work, e)
+    outcomes.write_event(
+        layout.outcomes(), "fetch", **fields, status="failed", http_status=getattr(e, "status", None),
+        attempts=None, rows=0, bytes=0, seconds=round(time.monotonic() - started, 3), sha256=None,
+        error_class=type(e).__name__, error=str(e),
+    )  # fmt: skip
+    what = " ".join(v for v in fields.values() if v is not None)
+    print(f"spx-data fetch {what}: {type(e).__name__}: {e}", file=sys.stderr)
+    return 1
+
+
+def _fetch_index(args: argparse.Namespace, layout: Layout, dataset: datasets.Dataset) -> int:
+    """One (day, index symbol) request. A 471 (the subscription lacks the symbol, VIX say) leaves an
+    empty answer and a `no_permission` request in the ledger, so the day's other symbols still archive."""
+    from spx_data.fetch.client import ThetaClient
+    from spx_data.fetch.retry import RetryPolicy
+
+    day, symbol = check_date(args.day), args.symbol
+    out = Path(args.out)
+    started = time.monotonic()
+    fields = {"dataset": dataset.name, "day": day, "symbol": symbol, "expiration": None}
+    try:
+        layout.ndjson(dataset.name, day, symbol)  # refuses a symbol outside INDEX_SYMBOLS
+        outage.check(layout.work)
+        session = session_on(dt.date.fromisoformat(day))
+        assert session is not None, f"{day} is not a session"
+        client = ThetaClient(args.url, RetryPolicy.from_config(json.loads(args.retry)))
+        with arrow_only.pandas_hidden() if args.own_process else contextlib.nullcontext():
+            result = client.fetch_history(
+                dataset, session.day, symbol, None, args.interval, out,
+                expected_contracts=1, rows_per_contract=session.intervals(args.interval),
+            )  # fmt: skip
+    except PermissionDenied as e:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(b"")
+        outcomes.write_event(
+            layout.outcomes(), "fetch", **fields, status="no_permission", http_status=e.status,
+            attempts=None, rows=0, bytes=0, seconds=round(time.monotonic() - started, 3), sha256=None,
+            error_class=type(e).__name__, error=str(e),
+        )  # fmt: skip
+        return 0
+    except Exception as e:
+        return _fetch_failed(layout, fields, e, started)
+    return _fetched(layout, fields, result)
 
 
 def _note(dataset: datasets.Dataset, found: listing.Listing, selected: list[tuple[str, str, int]],
@@ -96,6 +146,14 @@ def _note(dataset: datasets.Dataset, found: listing.Listing, selected: list[tupl
     return f"{missing} of {listed} listed contracts not answered (no trades)" if missing else None
 
 
+def _index_note(sources: list[Source]) -> str | None:
+    """The index symbols archived without rows: their requests answered 471 (no permission) or 472."""
+    empty = [s.symbol for s in sources if s.path.stat().st_size == 0]
+    if not empty:
+        return None
+    return f"no rows for {', '.join(empty)} (HTTP 471 no permission or 472; see the day's requests)"
+
+
 def assemble(args: argparse.Namespace) -> int:
     """A day's NDJSON files → parquet + sidecar, per the storage contract."""
     from spx_data.archive.assemble import Source, assemble_day
@@ -108,20 +166,25 @@ def assemble(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         outage.check(layout.work)
-        found = listing.read(layout.listing(day))
-        if found is None:
-            raise RuntimeError(f"no listing for {day}: {listing.failure(layout.listing(day))}")
         session = session_on(dt.date.fromisoformat(day))
         assert session is not None, f"{day} is not a session"
-        selected = found.select(args.symbols.split(","), args.max_dte)
-        sources = [Source(s, e, layout.ndjson(dataset.name, day, s, e)) for s, e, _ in selected]
-        provenance = {"symbols": args.symbols, "max_dte": str(args.max_dte)}
+        if dataset.index:  # one source per index symbol, no listing
+            found, selected = None, []
+            sources = [Source(s, None, layout.ndjson(dataset.name, day, s)) for s in args.symbols.split(",")]
+            provenance = {"symbols": args.symbols}
+        else:
+            found = listing.read(layout.listing(day))
+            if found is None:
+                raise RuntimeError(f"no listing for {day}: {listing.failure(layout.listing(day))}")
+            selected = found.select(args.symbols.split(","), args.max_dte)
+            sources = [Source(s, e, layout.ndjson(dataset.name, day, s, e)) for s, e, _ in selected]
+            provenance = {"symbols": args.symbols, "max_dte": str(args.max_dte)}
         result = assemble_day(
             dataset, session, args.interval, sources, layout.parquet(dataset.name, day),
             layout.sidecar(dataset.name, day), provenance, _greeks(args),
         )  # fmt: skip
         rpc = session.intervals(args.interval) if dataset.interval_based else 1
-        note = _note(dataset, found, selected, result.rows, rpc)
+        note = _index_note(sources) if found is None else _note(dataset, found, selected, result.rows, rpc)
     except Exception as e:
         outcomes.write_event(
             layout.outcomes(), "assemble", **fields, status="failed", rows=0, bytes=0, sha256=None,
@@ -137,8 +200,9 @@ def assemble(args: argparse.Namespace) -> int:
 
 
 def _fetch_arguments(f: argparse.ArgumentParser) -> None:
-    for name in ("dataset", "day", "symbol", "expiration"):
+    for name in ("dataset", "day", "symbol"):
         f.add_argument(name)
+    f.add_argument("expiration", nargs="?", help="none for an index dataset")
     f.add_argument("--out", required=True)
     f.add_argument("--url", required=True)
     f.add_argument("--interval", required=True)

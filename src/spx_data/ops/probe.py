@@ -32,7 +32,7 @@ from spx_data.core import atomic, calendar
 from spx_data.core.config import Config
 from spx_data.core.datasets import Dataset
 from spx_data.core.datasets import get as get_dataset
-from spx_data.core.errors import BadResponse, SpxDataError
+from spx_data.core.errors import BadResponse, PermissionDenied, SpxDataError
 from spx_data.fetch.client import ListedExpiration, NoData, ThetaClient
 from spx_data.fetch.retry import RetryPolicy
 from spx_data.ndjson.check import Expected, check_ndjson, complete_row, first_line
@@ -201,11 +201,31 @@ class Probe:
         )
         for name in self.cfg.datasets:
             ds = get_dataset(name)
-            if day >= ds.first_date:
+            if ds.index and day >= ds.first_date:
+                self._index(ds, session, scratch)
+            elif day >= ds.first_date:
                 n_traded = None
                 if ds.trade_derived and traded is not None:
                     n_traded = traded.get((pick.symbol, pick.expiration), 0)
                 self._dataset(ds, session, pick, n_traded, scratch)
+
+    def _index(self, ds: Dataset, session: calendar.Session, scratch: Path) -> None:
+        """Each index symbol fetched as a run's fetch_index job would: the archive's verdict. A 471 is
+        what a run records (no_permission) and archives the day without; it is reported, not passed."""
+        for symbol in self.cfg.index_symbols:
+            name = f"{ds.name} {session.day} {symbol}"
+            dest = scratch / f"{ds.name}-{session.day}-{symbol}.ndjson"
+            try:
+                result = self.client.fetch_history(
+                    ds, session.day, symbol, None, self.cfg.interval, dest,
+                    expected_contracts=1, rows_per_contract=session.intervals(self.cfg.interval),
+                )  # fmt: skip
+                no_data = " as no data" if result.status == "no_data" else ""
+                self.add(True, name, f"{result.rows:,} rows; the archive accepts it{no_data}")
+            except PermissionDenied:
+                self.add(False, name, "471: not in the subscription; runs archive the day without it")
+            except SpxDataError as exc:
+                self.add(False, name, f"the archive refuses it: {type(exc).__name__}: {exc}")
 
     def _dataset(
         self,
@@ -317,7 +337,11 @@ class Probe:
         """What the terminal does when the archive's window is left out, on the early close (information)."""
         session = self.days.early
         pick = self.picks.get(session.day) if session is not None else None
-        interval = [get_dataset(n) for n in self.cfg.datasets if get_dataset(n).interval_based]
+        interval = [
+            get_dataset(n)
+            for n in self.cfg.datasets
+            if get_dataset(n).interval_based and not get_dataset(n).index
+        ]
         if session is None or pick is None or not interval:
             return
         ds = min(interval, key=lambda d: d.greeks)  # a quote-like one: the client's default timeout fits

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from spx_data.core import datasets
 from spx_data.core.calendar import Session
 from spx_data.core.config import Config
 
@@ -18,7 +19,7 @@ from spx_data.core.config import Config
 class Plan:
     sessions: tuple[Session, ...]
     missing: dict[str, tuple[str, ...]]  # dataset -> missing days, oldest first
-    unlisted: tuple[str, ...]  # missing days (any dataset) without a cached listing
+    unlisted: tuple[str, ...]  # days an option dataset misses, without a cached listing
 
     @property
     def days(self) -> tuple[str, ...]:
@@ -39,6 +40,7 @@ def build(cfg: Config, sessions: list[Session] | None = None) -> Plan:
             for day in (s.day.isoformat() for s in sessions)
             if not (layout.any_sidecar(ds, day) and os.path.exists(layout.parquet(ds, day)))
         )
-    days = sorted({d for v in missing.values() for d in v})
+    # Index datasets need no listing: only days an option dataset misses are listed.
+    days = sorted({d for ds, v in missing.items() if not datasets.get(ds).index for d in v})
     unlisted = tuple(d for d in days if not os.path.exists(layout.listing(d)))
     return Plan(tuple(sessions), missing, unlisted)

@@ -141,6 +141,15 @@ def day_path(day: dt.date, seed: int = 0) -> DayPath:
     return DayPath(s0, s1, vol, cms, np.exp(log_path))
 
 
+def index_cents(symbol: str, day: dt.date, ms: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Index levels (cents) at `ms` (ms of day). SPX is the path the greeks' `underlying_price` takes at
+    the same row time, to the cent; VIX (its own path) moves against it around the day's volatility."""
+    path = day_path(day, seed)
+    spx = path.at(ms)
+    level = spx if symbol == "SPX" else 100 * path.vol * (path.open / spx) ** 5
+    return np.rint(level * 100).astype(np.int64)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Expirations and strikes
 
@@ -853,7 +862,8 @@ def key_order(names: Sequence[str], request_key: str) -> list[str]:
 def render_text_table(
     columns: Sequence[tuple[str, str, Sequence[object] | np.ndarray]], fmt: Fmt, order: Sequence[str]
 ) -> bytes:
-    """A small answer (list endpoints): columns of kind 'text' (quoted) or 'int' or 'strike' (thousandths)."""
+    """A small answer (list endpoints, index series): columns of kind 'text' (quoted), 'int', 'price' (cents)
+    or 'strike' (thousandths)."""
     by_name = {name: (kind, values) for name, kind, values in columns}
     q = "" if fmt == "csv" else '"'
 
@@ -861,8 +871,10 @@ def render_text_table(
         kind, values = by_name[name]
         if kind == "strike":
             return [_strike_text(np.asarray(values, dtype=np.int64), prefix)]
-        if kind == "int":
-            return _number_pieces(np.asarray(values, dtype=np.int64), "size", prefix)
+        if kind in ("int", "price"):  # price: cents
+            return _number_pieces(
+                np.asarray(values, dtype=np.int64), "size" if kind == "int" else kind, prefix
+            )
         return [prefix + q, pa.array(values, pa.string()), q]
 
     n = len(columns[0][2]) if columns else 0

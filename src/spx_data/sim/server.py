@@ -10,6 +10,8 @@ answers 473; `list/strikes` answers `symbol,strike`; list endpoints without a da
 `strikes`, `dates`) see the chain as of `SimConfig.today` (default: the real date).
 `SimConfig.bad_data` switches make history answers 200s with a wrong body (see `bad_data`);
 `SimConfig.time_columns` makes history rows carry `date` + `ms_of_day` instead of `timestamp`.
+`/index/history/price` serves SPX on the path the greeks' `underlying_price` takes (equal at the same row
+time) and VIX on its own; `SimConfig.index_denied` makes a symbol answer 471 (a subscription without it).
 
 Like a real terminal, interval answers fill `start_time`..`end_time` (default 09:30:00-16:00:00) on every
 session: after an early close the rows carry no quote and no volume. The behaviours no public source
@@ -48,6 +50,7 @@ from spx_data.core import calendar
 from spx_data.core.datasets import (
     DATASETS,
     GREEKS_VERSIONS,
+    INDEX_SYMBOLS,
     INTERVALS,
     LIST_CONTRACTS_ENDPOINT,
     LIST_TRADED_ENDPOINT,
@@ -71,7 +74,8 @@ GREEKS_INPUTS: dict[str, tuple[str, ...] | None] = {
 _NOT_IN_KEY = frozenset(("start_time", "end_time", *GREEKS_INPUTS))
 CONTENT_TYPES = {"ndjson": "application/x-ndjson", "csv": "text/csv", "json": "application/json"}
 REASONS = {
-    404: "Not Found", 429: "Too Many Requests", 470: "GENERAL", 472: "NO_DATA", 473: "INVALID_PARAMS",
+    404: "Not Found", 429: "Too Many Requests", 470: "GENERAL", 471: "PERMISSION", 472: "NO_DATA",
+    473: "INVALID_PARAMS",
     474: "DISCONNECTED", 500: "Internal Server Error", 570: "LARGE_REQUEST", 571: "SERVER_STARTING",
 }  # fmt: skip
 
@@ -100,6 +104,7 @@ class SimConfig:
     final_newline: bool = True  # False: ndjson bodies end without their last "\n" (the vendor's examples)
     traded_only: bool = False  # True: ohlc answers only the contracts that traded (list/contracts/trade)
     empty_no_data: bool = False  # True: "no data" is a 200 with an empty body instead of 472
+    index_denied: tuple[str, ...] = ()  # index symbols answering 471 (a subscription without VIX, say)
 
     @classmethod
     def real_terminal(cls, **overrides: Any) -> SimConfig:
@@ -247,7 +252,9 @@ class Routes:
             API + "/option/list/dates/quote": self.list_dates,
         }
         for ds in DATASETS.values():
-            self.table[API + ds.endpoint] = self._history_route(ds)
+            self.table[API + ds.endpoint] = (
+                partial(self.index_history, ds) if ds.index else self._history_route(ds)
+            )
 
     def today(self) -> dt.date:
         return self.config.today or dt.date.today()
@@ -343,22 +350,13 @@ class Routes:
             raise Reply(473, f"INVALID_PARAMS: expiration=* is not accepted by {ds.endpoint}")
         expiration: dt.date | str = "*" if exp_text == "*" else _date(params, "expiration")
         days = self._days(ds, params)
-        interval = None
-        if ds.interval_based:
-            interval = _required(params, "interval")
-            if interval not in INTERVALS:
-                raise Reply(473, f"INVALID_PARAMS: interval={interval!r} (one of {', '.join(INTERVALS)})")
+        interval, start_ms, end_ms = self._grid(params) if ds.interval_based else (None, None, None)
         try:
             right = ch.parse_right(params.get("right"))
             strike = ch.parse_strike(params.get("strike"))
         except ValueError as e:
             raise Reply(473, f"INVALID_PARAMS: {e}") from None
         fmt = _format(params)
-        start_ms = _time_ms(params, "start_time", ch.OPEN_MS) if interval else None
-        end_ms = _time_ms(params, "end_time", ch.REGULAR_CLOSE_MS) if interval else None
-        if start_ms is not None and end_ms is not None and start_ms > end_ms:
-            window = f"start_time={params.get('start_time')}, end_time={params.get('end_time')}"
-            raise Reply(473, f"INVALID_PARAMS: {window}: the start is after the end")
         if ds.greeks:
             self.counters.count("greeks_inputs", _greeks_inputs(params))
         traded_only = self.config.traded_only and ds.trade_derived
@@ -380,6 +378,48 @@ class Routes:
         answer = Answer(rows, fmt, lambda: self._history_body(ds, symbol, plan, fmt, order))
         kind = self._bad_kind(request, [day for day, _, _ in plan], fmt) if self.bad_switches else None
         return answer if kind is None else self._spoiled(answer, kind, ds, plan[0][0])
+
+    def _grid(self, params: Mapping[str, str]) -> tuple[str, int, int]:
+        """(interval, start ms, end ms) of an interval request; the window defaults to 09:30-16:00."""
+        interval = _required(params, "interval")
+        if interval not in INTERVALS:
+            raise Reply(473, f"INVALID_PARAMS: interval={interval!r} (one of {', '.join(INTERVALS)})")
+        start_ms = _time_ms(params, "start_time", ch.OPEN_MS)
+        end_ms = _time_ms(params, "end_time", ch.REGULAR_CLOSE_MS)
+        if start_ms > end_ms:
+            window = f"start_time={params.get('start_time')}, end_time={params.get('end_time')}"
+            raise Reply(473, f"INVALID_PARAMS: {window}: the start is after the end")
+        return interval, start_ms, end_ms
+
+    def index_history(self, ds: Dataset, params: Mapping[str, str], request: str) -> Answer:
+        """/index/history/price: `timestamp`, `price` on the interval grid of the window, per session."""
+        symbol = _required(params, "symbol").upper()
+        days = self._days(ds, params)
+        interval, start_ms, end_ms = self._grid(params)
+        fmt = _format(params)
+        if symbol not in INDEX_SYMBOLS:
+            raise Reply(472, f"NO_DATA: unknown index {symbol}")
+        if symbol in self.config.index_denied:
+            raise Reply(471, f"PERMISSION: the subscription does not include index {symbol}")
+        texts: list[str] = []
+        cents: list[np.ndarray] = []
+        for day in days:
+            if ch.close_ms(day) is None or day in self.no_data or day < ds.first_date:
+                continue
+            times = ch.interval_grid(day, interval, start_ms, end_ms)
+            midnight = dt.datetime.combine(day, dt.time())
+            texts += [  # as the option routes write them: the fraction omitted when zero
+                (midnight + dt.timedelta(milliseconds=int(t)))
+                .isoformat(timespec="milliseconds")
+                .removesuffix(".000")
+                for t in times
+            ]
+            cents.append(ch.index_cents(symbol, day, times, self.config.seed))
+        if not texts:
+            raise Reply(472, f"NO_DATA: nothing for index {symbol} on {', '.join(map(str, days[:1]))}")
+        return self._table(
+            [("timestamp", "text", texts), ("price", "price", np.concatenate(cents))], fmt, request
+        )
 
     def _bad_kind(self, request: str, days: list[dt.date], fmt: str) -> str | None:
         """The bad_data kind this answer gets (counted per request), or None for a clean one."""
@@ -754,6 +794,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--empty-no-data", action="store_true", help="no data is a 200 with an empty body")
     p.add_argument("--real-terminal", action="store_true",
                    help="what a real terminal does or may do: the three switches above")  # fmt: skip
+    p.add_argument("--deny-index", action="append", default=[], choices=INDEX_SYMBOLS, metavar="SYMBOL",
+                   help="this index answers 471 (a subscription without it: VIX); repeatable")  # fmt: skip
     p.add_argument("--time-columns", choices=ch.TIME_COLUMNS, default="timestamp",
                    help="history rows' time: timestamp, or date + ms_of_day with date a YYYYMMDD number "
                         "(date_ms) or YYYY-MM-DD text (date_ms_iso)")  # fmt: skip
@@ -773,7 +815,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         large_request_rows=args.large_request_rows or None, stall_seconds=args.stall_seconds,
         disconnect_seconds=args.disconnect_seconds, starting_seconds=args.starting_seconds,
         host=args.host, port=args.port, bad_data=tuple(args.bad_data), bad_data_times=args.bad_data_times,
-        time_columns=args.time_columns, **switches,
+        time_columns=args.time_columns, index_denied=tuple(args.deny_index), **switches,
     )  # fmt: skip
 
 
