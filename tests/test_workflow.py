@@ -39,17 +39,19 @@ def test_demo_range_archive_is_complete_and_verifiable(baseline: Project) -> Non
             assert check.returncode == 0, folder
     # DuckDB over the hive layout agrees with the ledger.
     glob = str(baseline.archive / "quote" / "*" / "*.parquet")
-    n = duckdb.execute("SELECT count(*) FROM read_parquet(?, hive_partitioning = true)", [glob]).fetchone()[0]
+    db = duckdb.connect()  # a private connection: the module-level one is shared by every test
+    ((n,),) = db.execute("SELECT count(*) FROM read_parquet(?, hive_partitioning = true)", [glob]).fetchall()
     (ledger_total,) = ledger_rows(baseline.ledger, "SELECT sum(rows) FROM days WHERE dataset='quote'")[0]
     assert n == ledger_total > 0
     statuses = ledger_rows(baseline.ledger, "SELECT dataset, status, count(*) FROM days GROUP BY 1, 2")
     assert sorted(statuses) == [("greeks_first_order", "success", 10), ("quote", "success", 10)]
     # Rows per contract follow the session: 226 on the early close, 391 otherwise.
-    per_contract = duckdb.execute(
+    per_contract = db.execute(
         'SELECT date, min(c), max(c) FROM (SELECT date, symbol, expiration, strike, "right", count(*) c '
         "FROM read_parquet(?, hive_partitioning = true) GROUP BY ALL) GROUP BY date ORDER BY date",
         [glob],
     ).fetchall()
+    db.close()
     assert {str(d): (lo, hi) for d, lo, hi in per_contract}["2024-11-29"] == (226, 226)
     assert all((lo, hi) == (391, 391) for d, lo, hi in per_contract if str(d) != "2024-11-29")
     # Temporary NDJSON is gone, nothing half-written anywhere.
