@@ -1,6 +1,6 @@
 """The NDJSON row contract: what every row of a terminal answer must look like, for fetch and assembly.
 
-Fetch validation (`ndjson.check`) and assembly (`archive.assemble`) both read answers through this module, so a
+Fetch validation (`ndjson.check`) and assembly (`archive.assemble`) read answers through this module, so a
 body the fetch check accepts is one assembly can convert: a difference would be found only after the
 download was paid for, at assembly.
 """
