@@ -10,6 +10,9 @@ answers 473; `list/strikes` answers `symbol,strike`; list endpoints without a da
 `strikes`, `dates`) see the chain as of `SimConfig.today` (default: the real date).
 `SimConfig.bad_data` switches make history answers 200s with a wrong body (see `bad_data`);
 `SimConfig.time_columns` makes history rows carry `date` + `ms_of_day` instead of `timestamp`.
+`SimConfig.latency="vendor-p90"` makes every request hold its slot for a service time drawn around the
+vendor's p90 server time of its endpoint (see `latency`) before its answer starts; `/sim/stats` lists
+every slot hold (`slot_holds`, system-wide monotonic seconds) for occupancy accounting (see `occupancy`).
 
 Like a real terminal, interval answers fill `start_time`..`end_time` (default 09:30:00-16:00:00) on every
 session: after an early close the rows carry no quote and no volume. The behaviours no public source
@@ -58,6 +61,7 @@ from spx_data.datasets import (
 )
 from spx_data.sim import bad_data as bd
 from spx_data.sim import chain as ch
+from spx_data.sim import latency as lat
 from spx_data.sim.faults import FAULT_CLASSES, TIERS, Decision, FaultPlan, Slots, Stats, check_rates
 
 API = "/v3"
@@ -100,6 +104,8 @@ class SimConfig:
     final_newline: bool = True  # False: ndjson bodies end without their last "\n" (the vendor's examples)
     traded_only: bool = False  # True: ohlc answers only the contracts that traded (list/contracts/trade)
     empty_no_data: bool = False  # True: "no data" is a 200 with an empty body instead of 472
+    latency: str = "off"  # off | vendor-p90: per-request service time holding the slot (see latency)
+    latency_scale: float = 1.0  # multiplies every service time (< 1: a compressed benchmark)
 
     @classmethod
     def real_terminal(cls, **overrides: Any) -> SimConfig:
@@ -121,6 +127,7 @@ class SimConfig:
         if self.bad_data_times is not None and self.bad_data_times < 0:
             raise ValueError(f"bad_data_times {self.bad_data_times}: must be >= 0")
         ch.answer_columns((), self.time_columns)  # raises for an unknown shape
+        lat.check(self.latency, self.latency_scale)
 
 
 # The switches the real-terminal preset turns on (the 16:00 fill needs none: the simulator always does it).
@@ -488,6 +495,9 @@ class _Handler(BaseHTTPRequestHandler):
             sim.counters.count("faults", "queue_full")
             raise Reply(429, "429: terminal queue is full")
         try:
+            delay = sim.latency.seconds(path[len(API) :], request, n)
+            if delay:
+                time.sleep(delay)  # the vendor's server time, spent holding the slot
             paths = sim.config.fault_paths
             decision = sim.faults.decide(request, n) if not paths or path[len(API) :] in paths else Decision()
             if decision.stall:
@@ -658,6 +668,7 @@ class Simulator:
             self.config.starting_seconds,
         )
         self.slots = Slots(self.config.tier, self.config.queue)
+        self.latency = lat.Latency(self.config.latency, self.config.latency_scale, self.config.fault_seed)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -682,9 +693,12 @@ class Simulator:
 
     @property
     def stats(self) -> dict[str, Any]:
-        """requests, statuses {code: n}, faults {class: n} (plus 'queue_full'), rows, bytes (200 bodies)."""
+        """requests, statuses {code: n}, faults {class: n} (plus 'queue_full'), rows, bytes (200 bodies),
+        slots, peak_active, peak_waiting, slot_holds [[acquired, released], ...] (monotonic seconds)."""
         snap = self.counters.snapshot()
+        snap["slots"] = self.slots.slots
         snap["peak_active"], snap["peak_waiting"] = self.slots.peak_active, self.slots.peak_waiting
+        snap["slot_holds"] = self.slots.holds()
         return snap
 
     def disconnect(self, seconds: float) -> None:
@@ -757,6 +771,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-columns", choices=ch.TIME_COLUMNS, default="timestamp",
                    help="history rows' time: timestamp, or date + ms_of_day with date a YYYYMMDD number "
                         "(date_ms) or YYYY-MM-DD text (date_ms_iso)")  # fmt: skip
+    p.add_argument("--latency", choices=lat.MODELS, default="off",
+                   help="per-request service time holding the slot: vendor-p90 draws around the vendor's "
+                        "p90 server time per endpoint (default: off)")  # fmt: skip
+    p.add_argument("--latency-scale", type=float, default=1.0, metavar="X",
+                   help="multiply every service time, e.g. 0.05 for a compressed benchmark")  # fmt: skip
     return p
 
 
@@ -773,7 +792,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         large_request_rows=args.large_request_rows or None, stall_seconds=args.stall_seconds,
         disconnect_seconds=args.disconnect_seconds, starting_seconds=args.starting_seconds,
         host=args.host, port=args.port, bad_data=tuple(args.bad_data), bad_data_times=args.bad_data_times,
-        time_columns=args.time_columns, **switches,
+        time_columns=args.time_columns, latency=args.latency, latency_scale=args.latency_scale, **switches,
     )  # fmt: skip
 
 
@@ -800,8 +819,10 @@ def main(argv: list[str] | None = None) -> int:
     shown = {
         f.name: getattr(config, f.name)
         for f in fields(config)
-        if f.name in ("chain", "seed", "fault_seed", "tier", "queue", *REAL_TERMINAL)
+        if f.name in ("chain", "seed", "fault_seed", "tier", "queue", *REAL_TERMINAL, "latency")
     }
+    if config.latency != "off":
+        shown["latency_scale"] = config.latency_scale
     print(f"spx-data simulator serving {sim.url}{API} ({shown}); Ctrl-C stops", flush=True)
     try:
         while not stop.wait(0.5):
