@@ -121,23 +121,23 @@ class Cost:
     def per_min(self) -> float:
         return self.rows / self.wall * 60
 
-    def row(self, lean: Cost | None) -> str:
-        ratio = f"{self.per_min / lean.per_min:.2f}×" if lean else "-"
+    def row(self, base: Cost) -> str:
         per_m = self.cpu / self.rows * 1e6 if self.rows else float("nan")
+        ratio = self.per_min / base.per_min
         return (
-            f"| {self.name} | {self.per_min / 1e6:.2f} M | {self.peak_rss / 2**20:,.0f} MiB | {per_m:.1f} | "
-            f"{ratio} |"
+            f"| {self.name} | {self.rows:,} | {self.wall:.1f} s | {self.per_min / 1e6:.2f} M | "
+            f"{self.peak_rss / 2**20:,.0f} MiB | {self.cpu:.1f} | {per_m:.1f} | {ratio:.2f}× |"
         )
 
 
-def table(costs: list[Cost]) -> list[str]:
-    """Issue 16's table: rows/min, peak RSS, CPU-seconds per million rows, rows/min ÷ the lean client's."""
-    lean = next((c for c in costs if c.name.startswith("lean")), None)
-    head = [
-        "| downloader | rows/min | peak RSS | CPU-s per M rows | rows/min vs lean |",
-        "|---|---|---|---|---|",
+def table(costs: list[Cost], base: Cost) -> list[str]:
+    """Issue 16's table: rows/min, peak RSS, CPU-seconds (per million rows), rows/min ÷ the base's."""
+    return [
+        "| downloader | rows | wall | rows/min | peak RSS | CPU-s | CPU-s per M rows "
+        f"| rows/min vs {base.name} |",
+        "|---|---|---|---|---|---|---|---|",
+        *(c.row(base) for c in costs),
     ]
-    return head + [c.row(lean) for c in costs]
 
 
 @dataclass
@@ -193,13 +193,17 @@ def run_workflow(
 
 
 def run_baseline(script: str, url: str, days: list[calendar.Session], out: Path, *args: str) -> Cost:
-    """A bench/ baseline script as its own process; its cost from the JSON line it prints last."""
+    """A bench/ baseline script as its own process. Wall and CPU seconds are the whole process's,
+    interpreter start included, as spx-data's are; rows and peak RSS from the JSON line it prints last."""
     argv = [sys.executable, str(BENCH / script), url, str(out), "--days", *(s.day.isoformat() for s in days)]
+    before, t = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
     proc = subprocess.run([*argv, *args], capture_output=True, text=True)
+    wall, after = time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         sys.exit(f"{script} failed:\n{proc.stderr[-3000:]}")
     got = json.loads(proc.stdout.strip().splitlines()[-1])
-    return Cost(script, got["rows"], got["wall"], got["cpu"], got["peak_rss"])
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return Cost(script, got["rows"], wall, cpu, got["peak_rss"])
 
 
 def sessions(start: str, n: int) -> list[calendar.Session]:
@@ -257,7 +261,7 @@ def main() -> None:
                 "  note: the downloaders' row counts differ: "
                 + ", ".join(f"{c.name} {c.rows:,}" for c in costs)
             )
-        print("\n".join(table(costs)))
+        print("\n".join(table(costs, costs[1])))
         print(f"[{load()}]")
 
 
