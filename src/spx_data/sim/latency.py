@@ -5,6 +5,8 @@ typical server time for its endpoint (/work/shared/thetadata-v3.md, "Concurrency
 `scale` so that benchmarks can run compressed. The spread is `SIGMA` (the log's standard deviation): the
 median is p90 / e^(1.2816 × 0.5) ≈ 0.53 × p90, the mean ≈ 0.60 × p90, one request in a hundred ≈ 1.7 × p90.
 The draw is fixed by (seed, request, its arrival count), like a fault: interleaving does not change it.
+Every request that takes a slot spends it, whatever its answer (faults, 472, 570 included), before the
+first byte; streaming the body then holds the slot a little longer, as on a real terminal.
 
 The doc gives list/contracts 1.7 s, history/quote 1.4 s, greeks/first_order 3 s and greeks/all 6 s; the
 other figures are ours: ohlc is the quote grid (1.4 s), implied volatility is first-order work (3 s), the
