@@ -11,7 +11,7 @@ import hashlib
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,9 +104,13 @@ class FaultPlan:
 
 
 class Slots:
-    """The terminal's concurrency limit: `slots` in flight, `queue` more waiting, the rest refused."""
+    """The terminal's concurrency limit: `slots` in flight, `queue` more waiting, the rest refused.
 
-    def __init__(self, slots: int, queue: int) -> None:
+    Every hold (acquire to release, on `clock`: the system-wide monotonic clock, so another process on
+    the machine can place its own window around them) is kept for occupancy accounting (`occupancy`).
+    """
+
+    def __init__(self, slots: int, queue: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.slots, self.queue = slots, queue
         self._cond = threading.Condition()
         self._active = 0
@@ -114,6 +118,9 @@ class Slots:
         self._closed = False
         self.peak_active = 0
         self.peak_waiting = 0
+        self._clock = clock
+        self._held_since = threading.local()  # a slot is acquired and released by the same thread
+        self._holds: list[tuple[float, float]] = []
 
     def acquire(self) -> bool:
         """Take a slot, waiting in the queue if needed; False (answer 429) when the queue is full."""
@@ -130,12 +137,19 @@ class Slots:
                 return False
             self._active += 1
             self.peak_active = max(self.peak_active, self._active)
+            self._held_since.t = self._clock()
             return True
 
     def release(self) -> None:
         with self._cond:
             self._active -= 1
+            self._holds.append((self._held_since.t, self._clock()))
             self._cond.notify()
+
+    def holds(self) -> list[tuple[float, float]]:
+        """(acquired, released) of every finished hold, in release order."""
+        with self._cond:
+            return list(self._holds)
 
     def close(self) -> None:
         with self._cond:

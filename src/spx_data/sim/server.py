@@ -12,6 +12,9 @@ answers 473; `list/strikes` answers `symbol,strike`; list endpoints without a da
 `SimConfig.time_columns` makes history rows carry `date` + `ms_of_day` instead of `timestamp`.
 `/index/history/price` serves SPX on the path the greeks' `underlying_price` takes (equal at the same row
 time) and VIX on its own; `SimConfig.index_denied` makes a symbol answer 471 (a subscription without it).
+`SimConfig.latency="vendor-p90"` makes every request hold its slot for a service time drawn around the
+vendor's p90 server time of its endpoint (see `latency`) before its answer starts; `/sim/stats` lists
+every slot hold (`slot_holds`, system-wide monotonic seconds) for occupancy accounting (see `occupancy`).
 
 Like a real terminal, interval answers fill `start_time`..`end_time` (default 09:30:00-16:00:00) on every
 session: after an early close the rows carry no quote and no volume. The behaviours no public source
@@ -61,6 +64,7 @@ from spx_data.core.datasets import (
 )
 from spx_data.sim import bad_data as bd
 from spx_data.sim import chain as ch
+from spx_data.sim import latency as lat
 from spx_data.sim.faults import FAULT_CLASSES, TIERS, Decision, FaultPlan, Slots, Stats, check_rates
 
 API = "/v3"
@@ -105,6 +109,8 @@ class SimConfig:
     traded_only: bool = False  # True: ohlc answers only the contracts that traded (list/contracts/trade)
     empty_no_data: bool = False  # True: "no data" is a 200 with an empty body instead of 472
     index_denied: tuple[str, ...] = ()  # index symbols answering 471 (a subscription without VIX, say)
+    latency: str = "off"  # off | vendor-p90: per-request service time holding the slot (see latency)
+    latency_scale: float = 1.0  # multiplies every service time (< 1: a compressed benchmark)
 
     @classmethod
     def real_terminal(cls, **overrides: Any) -> SimConfig:
@@ -126,6 +132,7 @@ class SimConfig:
         if self.bad_data_times is not None and self.bad_data_times < 0:
             raise ValueError(f"bad_data_times {self.bad_data_times}: must be >= 0")
         ch.answer_columns((), self.time_columns)  # raises for an unknown shape
+        lat.check(self.latency, self.latency_scale)
 
 
 # The switches the real-terminal preset turns on (the 16:00 fill needs none: the simulator always does it).
@@ -528,6 +535,9 @@ class _Handler(BaseHTTPRequestHandler):
             sim.counters.count("faults", "queue_full")
             raise Reply(429, "429: terminal queue is full")
         try:
+            delay = sim.latency.seconds(path[len(API) :], request, n)
+            if delay:
+                time.sleep(delay)  # the vendor's server time, spent holding the slot
             paths = sim.config.fault_paths
             decision = sim.faults.decide(request, n) if not paths or path[len(API) :] in paths else Decision()
             if decision.stall:
@@ -698,6 +708,7 @@ class Simulator:
             self.config.starting_seconds,
         )
         self.slots = Slots(self.config.tier, self.config.queue)
+        self.latency = lat.Latency(self.config.latency, self.config.latency_scale, self.config.fault_seed)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -722,9 +733,12 @@ class Simulator:
 
     @property
     def stats(self) -> dict[str, Any]:
-        """requests, statuses {code: n}, faults {class: n} (plus 'queue_full'), rows, bytes (200 bodies)."""
+        """requests, statuses {code: n}, faults {class: n} (plus 'queue_full'), rows, bytes (200 bodies),
+        slots, peak_active, peak_waiting, slot_holds [[acquired, released], ...] (monotonic seconds)."""
         snap = self.counters.snapshot()
+        snap["slots"] = self.slots.slots
         snap["peak_active"], snap["peak_waiting"] = self.slots.peak_active, self.slots.peak_waiting
+        snap["slot_holds"] = self.slots.holds()
         return snap
 
     def disconnect(self, seconds: float) -> None:
@@ -799,6 +813,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-columns", choices=ch.TIME_COLUMNS, default="timestamp",
                    help="history rows' time: timestamp, or date + ms_of_day with date a YYYYMMDD number "
                         "(date_ms) or YYYY-MM-DD text (date_ms_iso)")  # fmt: skip
+    p.add_argument("--latency", choices=lat.MODELS, default="off",
+                   help="per-request service time holding the slot: vendor-p90 draws around the vendor's "
+                        "p90 server time per endpoint (default: off)")  # fmt: skip
+    p.add_argument("--latency-scale", type=float, default=1.0, metavar="X",
+                   help="multiply every service time, e.g. 0.05 for a compressed benchmark")  # fmt: skip
     return p
 
 
@@ -815,7 +834,8 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         large_request_rows=args.large_request_rows or None, stall_seconds=args.stall_seconds,
         disconnect_seconds=args.disconnect_seconds, starting_seconds=args.starting_seconds,
         host=args.host, port=args.port, bad_data=tuple(args.bad_data), bad_data_times=args.bad_data_times,
-        time_columns=args.time_columns, index_denied=tuple(args.deny_index), **switches,
+        time_columns=args.time_columns, index_denied=tuple(args.deny_index), latency=args.latency,
+        latency_scale=args.latency_scale, **switches,
     )  # fmt: skip
 
 
@@ -842,8 +862,10 @@ def main(argv: list[str] | None = None) -> int:
     shown = {
         f.name: getattr(config, f.name)
         for f in fields(config)
-        if f.name in ("chain", "seed", "fault_seed", "tier", "queue", *REAL_TERMINAL)
+        if f.name in ("chain", "seed", "fault_seed", "tier", "queue", *REAL_TERMINAL, "latency")
     }
+    if config.latency != "off":
+        shown["latency_scale"] = config.latency_scale
     print(f"spx-data simulator serving {sim.url}{API} ({shown}); Ctrl-C stops", flush=True)
     try:
         while not stop.wait(0.5):
