@@ -11,7 +11,7 @@ first byte; streaming the body then holds the slot a little longer, as on a real
 The doc gives list/contracts 1.7 s, history/quote 1.4 s, greeks/first_order 3 s and greeks/all 6 s; the
 other figures are ours: ohlc is the quote grid (1.4 s), implied volatility is first-order work (3 s), the
 second and third order lie between first order and all (4.5 s), one-row-per-contract answers (eod, open
-interest) 0.5 s, and the small lists (expirations, strikes, dates) 0.2-0.3 s.
+interest) 0.5 s, and the small lists (expirations, strikes, dates) and the index price series 0.2-0.3 s.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ P90_SECONDS: dict[str, float] = {
     "/option/history/greeks/second_order": 4.5,
     "/option/history/greeks/third_order": 4.5,
     "/option/history/greeks/all": 6.0,
+    "/index/history/price": 0.3,
 }
 
 
