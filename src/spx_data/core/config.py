@@ -11,7 +11,7 @@ import datetime as dt
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,7 @@ class Config:
     ledger: Path
     retry: Mapping[str, float]
     greeks: datasets.Greeks = datasets.DEFAULT_GREEKS
+    quality: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULTS["quality"]))
 
     @property
     def layout(self) -> Layout:
@@ -233,6 +234,7 @@ def load(
         ledger=paths["ledger_path"],
         retry=retry,
         greeks=datasets.Greeks(**doc["greeks"]),
+        quality=doc["quality"],
     )
 
 
