@@ -99,9 +99,7 @@ def assemble_day(
         # The sidecar marks a finished day, so it goes first and the parquet follows.
         for stale in (sidecar_path, parquet_path):
             stale.unlink(missing_ok=True)
-        acc = None if thresholds is None else quality.Accumulator(
-            dataset, interval, session.intervals(interval) if dataset.interval_based else 1, thresholds
-        )
+        acc = None if thresholds is None else quality.Accumulator(dataset, session, interval, thresholds)
         rows = _write(tmp, dataset, session, interval, ordered, footer, acc)
         problems = read.check_parquet(tmp, dataset, session, interval, expected_rows=rows)
         if problems:

@@ -52,8 +52,7 @@ def file_values(
     path: Path, dataset: datasets.Dataset, session: Session, interval: str, thresholds: Mapping[str, float]
 ) -> dict[str, float]:
     """The per-file metrics of an archived file, as assembly computes them."""
-    intervals = session.intervals(interval) if dataset.interval_based else 1
-    acc = quality.Accumulator(dataset, interval, intervals, thresholds)
+    acc = quality.Accumulator(dataset, session, interval, thresholds)
     for _, _, table in expirations(path):
         acc.add(table)
     return acc.values()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from spx_data.core.calendar import INTERVAL_SECONDS
+from spx_data.core.calendar import INTERVAL_SECONDS, Session
 from spx_data.core.config import DEFAULTS
 from spx_data.core.datasets import Dataset
 
@@ -27,6 +27,10 @@ THRESHOLDS: dict[str, float] = {k: float(v) for k, v in DEFAULTS["quality"].item
 
 _DELTA_SLACK = 1e-6  # greeks are rounded by the vendor; |delta| a hair above 1 is not a defect
 COUNTS = ("rows", "contracts", "expirations")
+_QUOTE_METRICS = (
+    "crossed_rows", "locked_rows", "zero_rows", "never_quoted", "stale_contracts", "spread_outlier_rows",
+    "first_last_missing",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -56,12 +60,14 @@ def footer_value(values: Mapping[str, float]) -> str:
 class Accumulator:
     """Fed each source's sorted table in turn (`add`); `values()` gives the file's metrics."""
 
-    def __init__(self, dataset: Dataset, interval: str, intervals: int,
-                 thresholds: Mapping[str, float] = THRESHOLDS) -> None:  # fmt: skip
+    def __init__(
+        self, dataset: Dataset, session: Session, interval: str, thresholds: Mapping[str, float] = THRESHOLDS
+    ) -> None:
         self.dataset = dataset
         self.t = thresholds
         names = set(dataset.column_names)
         self.grid = dataset.interval_based
+        intervals = session.intervals(interval) if self.grid else 1
         self.rows_per_contract = intervals if self.grid else 1
         minutes = INTERVAL_SECONDS.get(interval, 60) / 60 if self.grid else 1.0
         self.stale_rows = thresholds["stale_minutes"] / minutes  # unchanged pairs longer than this
@@ -72,7 +78,7 @@ class Accumulator:
         self.has_iv = "implied_vol" in names
         self.n: dict[str, float] = dict.fromkeys(
             ("rows", "contracts", "expirations", "crossed_rows", "locked_rows", "zero_rows",
-             "after_first_rows", "never_quoted", "stale_contracts", "spread_outlier_rows",
+             "never_quoted", "stale_contracts", "spread_outlier_rows",
              "first_last_missing", "delta_out_of_range_rows", "iv_bad_rows", "iv_error_rows",
              "quoted_rows"), 0.0)  # fmt: skip
         self.jumps = np.zeros(max(intervals - 1, 0), dtype=bool)  # per interval step, any contract
@@ -107,7 +113,6 @@ class Accumulator:
         n["never_quoted"] += int(np.count_nonzero(~ever))
         first = np.argmax(quoted, axis=1)  # first quoted interval (0 for never quoted, masked by `ever`)
         after = np.arange(quoted.shape[1]) >= first[:, None]
-        n["after_first_rows"] += int(np.count_nonzero(after[ever]))
         n["zero_rows"] += int(np.count_nonzero((~quoted & after)[ever]))
         n["first_last_missing"] += int(np.count_nonzero(ever & ((first > self.late_rows) | ~quoted[:, -1])))
         mid = (bid + ask) / 2
@@ -139,10 +144,7 @@ class Accumulator:
         n = self.n
         out = {k: n[k] for k in COUNTS}
         if self.quote:
-            out |= {k: n[k] for k in ("crossed_rows", "locked_rows", "stale_contracts", "spread_outlier_rows",
-                                      "first_last_missing")}  # fmt: skip
-            out["zero_rows_share"] = _share(n["zero_rows"], n["after_first_rows"])
-            out["never_quoted_share"] = _share(n["never_quoted"], n["contracts"])
+            out |= {k: n[k] for k in _QUOTE_METRICS}
         if self.greeks:
             if self.has_delta:
                 out["delta_out_of_range_rows"] = n["delta_out_of_range_rows"]

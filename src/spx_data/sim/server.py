@@ -58,6 +58,7 @@ from spx_data.core.datasets import (
 )
 from spx_data.sim import bad_data as bd
 from spx_data.sim import chain as ch
+from spx_data.sim import defects
 from spx_data.sim.faults import FAULT_CLASSES, TIERS, Decision, FaultPlan, Slots, Stats, check_rates
 
 API = "/v3"
@@ -100,6 +101,8 @@ class SimConfig:
     final_newline: bool = True  # False: ndjson bodies end without their last "\n" (the vendor's examples)
     traded_only: bool = False  # True: ohlc answers only the contracts that traded (list/contracts/trade)
     empty_no_data: bool = False  # True: "no data" is a 200 with an empty body instead of 472
+    defects: Mapping[str, float] = field(default_factory=dict)  # kind -> rate, see sim/defects.py
+    defect_seed: int = 0
 
     @classmethod
     def real_terminal(cls, **overrides: Any) -> SimConfig:
@@ -121,6 +124,8 @@ class SimConfig:
         if self.bad_data_times is not None and self.bad_data_times < 0:
             raise ValueError(f"bad_data_times {self.bad_data_times}: must be >= 0")
         ch.answer_columns((), self.time_columns)  # raises for an unknown shape
+        object.__setattr__(self, "defects", {k: defects.check_rate(k, v) for k, v in self.defects.items()})
+        defects.parse(",".join(self.defects))  # unknown kinds
 
 
 # The switches the real-terminal preset turns on (the 16:00 fill needs none: the simulator always does it).
@@ -368,6 +373,9 @@ class Routes:
         for day in days:
             if ch.close_ms(day) is None or day in self.no_data or day < ds.first_date:
                 continue
+            cfg = self.config
+            if defects.zero_dte_dropped(day, symbol, expiration, cfg.defects, cfg.defect_seed):
+                continue  # the same-day expiration lost (sim/defects.py), though listed
             parts = self.chain.request_parts(day, symbol, expiration, right, strike, traded_only)
             times = ch.interval_grid(day, interval, start_ms, end_ms) if interval else None
             if parts is not None and (times is None or len(times)):
@@ -409,6 +417,9 @@ class Routes:
             for day, parts, times in plan
             for block in self.chain.blocks(ds, day, symbol, parts, times, self.config.block_rows)
         )
+        if self.config.defects:
+            seed = self.config.defect_seed
+            blocks = (defects.inject(block, self.config.defects, seed)[0] for block in blocks)
         if fmt == "json":
             columns: dict[str, list[memoryview]] = {name: [] for name in order}
             for block in blocks:
@@ -754,6 +765,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--empty-no-data", action="store_true", help="no data is a 200 with an empty body")
     p.add_argument("--real-terminal", action="store_true",
                    help="what a real terminal does or may do: the three switches above")  # fmt: skip
+    p.add_argument("--defects", default="", metavar="KIND=RATE,...",
+                   help=f"inject data defects ({', '.join(defects.KINDS)}) at these rates")  # fmt: skip
+    p.add_argument("--defect-seed", type=int, default=0, help="defect decisions seed")
     p.add_argument("--time-columns", choices=ch.TIME_COLUMNS, default="timestamp",
                    help="history rows' time: timestamp, or date + ms_of_day with date a YYYYMMDD number "
                         "(date_ms) or YYYY-MM-DD text (date_ms_iso)")  # fmt: skip
@@ -773,7 +787,8 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         large_request_rows=args.large_request_rows or None, stall_seconds=args.stall_seconds,
         disconnect_seconds=args.disconnect_seconds, starting_seconds=args.starting_seconds,
         host=args.host, port=args.port, bad_data=tuple(args.bad_data), bad_data_times=args.bad_data_times,
-        time_columns=args.time_columns, **switches,
+        time_columns=args.time_columns, defects=defects.parse(args.defects), defect_seed=args.defect_seed,
+        **switches,
     )  # fmt: skip
 
 
