@@ -88,6 +88,13 @@ def zero_dte_dropped(
     return bool(rate) and same_day and _u(seed, "missing_0dte", day) < rate
 
 
+def jump_minutes(day: dt.date, times: np.ndarray, rate: float, seed: int) -> np.ndarray:
+    """The session minutes whose underlying price `jump` raises 5% (never the first), as a mask of `times`."""
+    minute = np.array([_u(seed, "jump", day, int(t)) < rate for t in times], dtype=bool)
+    minute[:1] = False
+    return minute
+
+
 def inject(block: ch.Block, rates: Mapping[str, float], seed: int) -> tuple[ch.Block, dict[str, int]]:
     """The block with its defects, and how many units of each kind were put in."""
     ds = block.dataset
@@ -106,9 +113,7 @@ def inject(block: ch.Block, rates: Mapping[str, float], seed: int) -> tuple[ch.B
             hit = _u(seed, kind, ds.name, block.day, block.symbol, block.expiration) < rate
             chosen = np.full(block.rows, hit)
         elif kind == "jump":
-            minute = np.array([_u(seed, kind, block.day, int(t)) < rate for t in block.times])
-            minute[0] = False
-            chosen = np.tile(minute, len(block.contracts))
+            chosen = np.tile(jump_minutes(block.day, block.times, rate, seed), len(block.contracts))
         else:
             chosen = _draws(seed, kind, block, per_contract) < rate
         n = _apply(kind, cols, chosen.reshape(-1, 1) if per_contract else chosen.reshape(grid), grid, block)
@@ -163,7 +168,7 @@ def _apply(
         price = c["underlying_price"].reshape(grid)
         hit = chosen
         price[hit] = price[hit] * 105 // 100
-        return int(np.count_nonzero(chosen.any(axis=0)))
+        return int(np.count_nonzero(chosen.any(axis=0)))  # minutes (the same in every answer of the day)
     elif kind == "greeks_quote":
         hit = chosen & (bid > 0)
         bid[hit] += 5
