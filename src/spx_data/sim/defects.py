@@ -44,18 +44,25 @@ _EDGE = 60  # rows kept clean at each end of the day for `zero` (the first quote
 
 def parse(text: str) -> dict[str, float]:
     """`crossed=0.02,stale=0.01` -> {kind: rate}; one-line errors naming the bad part."""
-    rates: dict[str, float] = {}
+    rates: dict[str, object] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         kind, sep, value = part.partition("=")
-        if not sep or kind not in KINDS:
+        if not sep:
             raise ValueError(f"defect {part!r}: expected KIND=RATE, KIND one of {', '.join(KINDS)}")
-        rates[kind] = check_rate(kind, value)
-    return rates
+        rates[kind] = value
+    return checked(rates)
 
 
-def check_rate(kind: str, value: object) -> float:
+def checked(rates: Mapping[str, object]) -> dict[str, float]:
+    """{kind: rate} with every kind known and every rate a number in [0, 1]."""
+    return {kind: _rate(kind, value) for kind, value in rates.items()}
+
+
+def _rate(kind: str, value: object) -> float:
+    if kind not in KINDS:
+        raise ValueError(f"defect {kind!r}: KIND one of {', '.join(KINDS)}")
     try:
-        rate = float(value)  # type: ignore[arg-type]
+        rate = float(str(value))
     except ValueError:
         rate = math.nan
     if not 0 <= rate <= 1:

@@ -124,8 +124,7 @@ class SimConfig:
         if self.bad_data_times is not None and self.bad_data_times < 0:
             raise ValueError(f"bad_data_times {self.bad_data_times}: must be >= 0")
         ch.answer_columns((), self.time_columns)  # raises for an unknown shape
-        object.__setattr__(self, "defects", {k: defects.check_rate(k, v) for k, v in self.defects.items()})
-        defects.parse(",".join(self.defects))  # unknown kinds
+        object.__setattr__(self, "defects", defects.checked(self.defects))
 
 
 # The switches the real-terminal preset turns on (the 16:00 fill needs none: the simulator always does it).
