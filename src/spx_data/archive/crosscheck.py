@@ -8,7 +8,9 @@ columns needed, so memory is bounded by the largest expiration, as in assembly. 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,7 @@ from spx_data.core.paths import Layout
 INDEX = "index_price"  # columns symbol, timestamp (UTC ms), price; one file per session
 INDEX_SYMBOL = "SPX"  # the underlying of SPX and SPXW options
 _PAIR_COLUMNS = ["strike", "right", "timestamp", "bid", "ask"]
+log = logging.getLogger(__name__)
 
 
 def expirations(path: Path, columns: Sequence[str] | None = None) -> Iterator[tuple[str, str, pa.Table]]:
@@ -134,9 +137,19 @@ def pair_metrics(
     for name in targets:
         greeks = layout.parquet(name, day)
         if dataset != INDEX:
-            value = None if quote is None else quote_mismatch(greeks, quote)
+            value = _guarded(partial(quote_mismatch, greeks, quote)) if quote else None
             out.append((name, quality.judge("quote_mismatch_rows", value, thresholds)))
         if dataset != "quote":
-            value = None if index is None else index_mismatch(greeks, index, thresholds["index_tolerance"])
+            check = partial(index_mismatch, greeks, index, thresholds["index_tolerance"])
+            value = _guarded(check) if index else None
             out.append((name, quality.judge("index_mismatch_rows", value, thresholds)))
     return out
+
+
+def _guarded(compute: Callable[[], int]) -> int | None:
+    """A pair metric, or None when the other file cannot be read: a check never fails a finished day."""
+    try:
+        return compute()
+    except (OSError, ValueError, KeyError, StopIteration, pa.ArrowException) as e:
+        log.warning("quality pair check skipped: %s", e)
+        return None
