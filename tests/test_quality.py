@@ -91,6 +91,22 @@ def test_each_injected_defect_kind_is_flagged_by_its_metric(kind: str) -> None:
     assert clean[metric] == 0
 
 
+def test_stale_quotes_are_judged_up_to_stale_max_dte() -> None:
+    """Long-dated cheap contracts keep one quote for hours (measured on the medium chain): not stale."""
+    day = DAYS[0]
+    for table in sim_tables(QUOTE, day)[0]:
+        dte = (table.column("expiration")[0].as_py() - day).days
+        frozen = {}
+        for name in ("bid", "ask"):
+            v = table.column(name).to_numpy().copy()
+            v[: len(ch.interval_grid(day, "1m"))] = 5.0  # the first contract: one $5 quote all day
+            frozen[name] = pa.array(v)
+        table = table.set_column(table.schema.get_field_index("bid"), "bid", frozen["bid"])
+        table = table.set_column(table.schema.get_field_index("ask"), "ask", frozen["ask"])
+        found = values(QUOTE, day, [table])["stale_contracts"]
+        assert found == (1 if dte <= quality.THRESHOLDS["stale_max_dte"] else 0), dte
+
+
 def test_defects_are_deterministic_and_seeded() -> None:
     rates = {"crossed": 0.05, "jump": 0.05}
     a = sim_tables(GREEKS, DAYS[0], rates, seed=1)
@@ -246,6 +262,9 @@ def test_bad_quality_arguments_are_one_line_errors(baseline: Project, tmp_path: 
         )
 
 
-def test_quality_values_are_deterministic_in_the_footer() -> None:
+def test_a_metric_is_flagged_only_above_its_threshold_and_the_footer_text_is_canonical() -> None:
+    t = quality.THRESHOLDS
+    assert not quality.judge("crossed_rows", 0, t).flag and quality.judge("crossed_rows", 1, t).flag
+    assert not quality.judge("crossed_rows", None, t).flag  # not computed: never a flag
+    assert quality.judge("rows", 10**9, t) == quality.Metric("rows", 10**9, None, False)  # a plain count
     assert quality.footer_value({"b": 1, "a": 0.5}) == '{"a":0.5,"b":1}'
-    assert np.isfinite(quality.judge("iv_bad_rows", 0, quality.THRESHOLDS).threshold or 0)

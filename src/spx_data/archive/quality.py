@@ -72,6 +72,7 @@ class Accumulator:
         minutes = INTERVAL_SECONDS.get(interval, 60) / 60 if self.grid else 1.0
         self.stale_rows = thresholds["stale_minutes"] / minutes  # unchanged pairs longer than this
         self.late_rows = int(thresholds["late_first_minutes"] / minutes)
+        self.day = session.day
         self.quote = self.grid and dataset.name == "quote"
         self.greeks = self.grid and dataset.greeks
         self.has_delta = "delta" in names
@@ -101,11 +102,12 @@ class Accumulator:
         bid, ask = grid("bid"), grid("ask")
         quoted = (bid > 0) | (ask > 0)
         if self.quote:
-            self._quote(bid, ask, quoted)
+            expiration = table.column("expiration")[0].as_py()
+            self._quote(bid, ask, quoted, (expiration - self.day).days <= self.t["stale_max_dte"])
         if self.greeks:
             self._greeks(table, grid, quoted)
 
-    def _quote(self, bid: np.ndarray, ask: np.ndarray, quoted: np.ndarray) -> None:
+    def _quote(self, bid: np.ndarray, ask: np.ndarray, quoted: np.ndarray, near_term: bool) -> None:
         t, n = self.t, self.n
         n["crossed_rows"] += int(np.count_nonzero((bid > ask) & (ask > 0)))
         n["locked_rows"] += int(np.count_nonzero((bid == ask) & (bid > 0)))
@@ -119,7 +121,8 @@ class Accumulator:
         with np.errstate(divide="ignore", invalid="ignore"):
             wide = (bid > 0) & (mid >= t["spread_min_mid"]) & ((ask - bid) / mid > t["spread_max_relative"])
         n["spread_outlier_rows"] += int(np.count_nonzero(wide))
-        n["stale_contracts"] += _stale(bid, ask, quoted & (mid >= t["stale_min_mid"]), self.stale_rows)
+        if near_term:  # longer-dated cheap contracts legitimately keep one quote for hours
+            n["stale_contracts"] += _stale(bid, ask, quoted & (mid >= t["stale_min_mid"]), self.stale_rows)
 
     def _greeks(self, table: pa.Table, get: Callable[[str], np.ndarray], quoted: np.ndarray) -> None:
         t, n = self.t, self.n

@@ -185,8 +185,11 @@ def _apply(
 
 
 def _stale(chosen: np.ndarray, bid: np.ndarray, ask: np.ndarray, block: ch.Block) -> int:
-    """Freeze a quarter-day-in quote for stale_minutes + 15 minutes, on contracts worth $2 or more then."""
+    """Freeze a quarter-day-in quote for stale_minutes + 15 minutes, on contracts worth $2 or more then,
+    of expirations the check judges (stale_max_dte)."""
     T = bid.shape[1]
+    if (block.expiration - block.day).days > THRESHOLDS["stale_max_dte"]:
+        return 0
     step_min = (int(block.times[1] - block.times[0]) if T > 1 else 60_000) / 60_000
     length = math.ceil((THRESHOLDS["stale_minutes"] + 15) / step_min) + 1
     start = T // 4
