@@ -8,11 +8,15 @@ the call only (imports excluded); RSS includes the interpreter and imports. Othe
 make wall times noisy: compare only numbers of the same run, and mind the load averages printed at the
 start and the end. CPU seconds are the steadier measure.
 
+`--quality` also measures assembly with the quality pass off (assemble_day(thresholds=None)), alternating
+with the default run, and prints the pass's cost in time and peak RSS (issue 13: <= 15% and <= 10%).
+
 `--reference FILE` also measures another assemble.py (e.g. a copy of the one before a change),
 alternating runs with the current one, and checks that both write byte-identical parquet files.
 
     .venv/bin/python bench/bench_assemble.py                 # 1x day (~2M rows): assemble x3, pandas x2
     .venv/bin/python bench/bench_assemble.py --scaling       # 0.1x / 1x / 4x: RSS must stay flat
+    .venv/bin/python bench/bench_assemble.py --quality --no-baseline   # quality pass on vs off
     .venv/bin/python bench/bench_assemble.py --scaling --reference /tmp/assemble_old.py
 """
 
@@ -52,6 +56,8 @@ KEY_ORDER = (
 TARGET_ROWS_PER_S = 500_000
 TARGET_PANDAS_RATIO = 10
 TARGET_RSS_MB = 512
+TARGET_QUALITY_TIME = 1.15  # assembly with the quality pass / without
+TARGET_QUALITY_RSS = 1.10
 
 
 # --- synthetic NDJSON ---------------------------------------------------------------------------------
@@ -140,7 +146,9 @@ def _assemble_module(path: str) -> Any:
     return module
 
 
-def child_assemble(manifest: list[dict[str, Any]], out: Path, module_path: str) -> dict[str, Any]:
+def child_assemble(
+    manifest: list[dict[str, Any]], out: Path, module_path: str, quality: bool = True
+) -> dict[str, Any]:
     from spx_data.core import datasets
     from spx_data.core.calendar import Session
 
@@ -150,8 +158,9 @@ def child_assemble(manifest: list[dict[str, Any]], out: Path, module_path: str) 
     ]
     session = Session(DAY, dt.time(16, 0))
     wall, cpu = time.perf_counter(), time.process_time()
+    off = {} if quality else {"thresholds": None}  # a --reference module may predate the switch
     result = assemble.assemble_day(
-        datasets.get("quote"), session, "1m", sources, out, out.with_name(out.name + ".sha256"), {}
+        datasets.get("quote"), session, "1m", sources, out, out.with_name(out.name + ".sha256"), {}, **off
     )
     return {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu, "rows": result.rows,
             "bytes": result.bytes, "sha256": result.sha256}  # fmt: skip
@@ -210,8 +219,8 @@ def run_child(kind: str, manifest_path: Path, out: Path, module_path: str = "") 
 def _child_main(kind: str, manifest_path: Path, out: Path, module_path: str) -> None:
     _pin()
     manifest = json.loads(manifest_path.read_text())
-    if kind == "assemble":
-        result = child_assemble(manifest, out, module_path)
+    if kind in ("assemble", "assemble-noq"):
+        result = child_assemble(manifest, out, module_path, quality=kind == "assemble")
     elif kind in ("parse", "parse-strict"):
         result = child_parse(manifest, strict=kind == "parse-strict")
     else:
@@ -260,11 +269,24 @@ def measure_size(
     out.parent.mkdir(exist_ok=True)
     ours: list[dict[str, Any]] = []
     ref: list[dict[str, Any]] = []
+    off: list[dict[str, Any]] = []
     for _ in range(args.repeat):  # alternate, so that a change of load hits both alike
         ours.append(run_child("assemble", manifest, out))
         if args.reference:
             ref.append(run_child("assemble", manifest, out, str(args.reference)))
+        if args.quality:
+            off.append(run_child("assemble-noq", manifest, out))
     results = {"assemble": summary("assemble", ours)}
+    if off:
+        results["quality off"] = q = summary("quality off", off)
+        o = results["assemble"]
+        time_ratio, cpu_ratio, rss_ratio = o["median"] / q["median"], o["cpu"] / q["cpu"], o["rss"] / q["rss"]
+        print(
+            f"  quality pass on/off: median wall {time_ratio:.3f}x, cpu {cpu_ratio:.3f}x, peak RSS "
+            f"{rss_ratio:.3f}x; targets <= {TARGET_QUALITY_TIME}x cpu time (steadier than wall under load) "
+            f"{'met' if cpu_ratio <= TARGET_QUALITY_TIME else 'NOT met'}, "
+            f"<= {TARGET_QUALITY_RSS}x RSS {'met' if rss_ratio <= TARGET_QUALITY_RSS else 'NOT met'}"
+        )
     if ref:
         results["reference"] = summary("reference", ref)
         same = {r["sha256"] for r in ours + ref}
@@ -328,6 +350,7 @@ def main() -> None:
     p.add_argument(
         "--pandas-4x", action="store_true", help="run pandas at 4x too (several GB of RAM; off by default)"
     )
+    p.add_argument("--quality", action="store_true", help="also measure with the quality pass off")
     p.add_argument("--reference", type=Path, help="another assemble.py to measure and compare bytes with")
     p.add_argument("--workdir", type=Path, help="where to put the data (default: a temp folder, removed)")
     p.add_argument("--child", nargs=4, metavar=("KIND", "MANIFEST", "OUT", "MODULE"), help=argparse.SUPPRESS)

@@ -169,11 +169,7 @@ def _write(cfg: config.Config, tables: dict[str, list[tuple[object, ...]]], rng:
             "attempts, rows, bytes, seconds, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             tables["requests"],
         )
-        db.execute(
-            "CREATE TABLE quality (dataset TEXT, day TEXT, metric TEXT, value REAL, threshold REAL,"
-            " flag INTEGER)"
-        )
-        flagged = []
+        flagged = []  # the ledger's own quality table (ledger/store.py)
         for ds in DATASETS:
             success = [(r[0], r[1]) for r in tables["days"] if r[2] == "success" and r[0] == ds]
             flagged += rng.sample(success, max(1, len(success) // 150))

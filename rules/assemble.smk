@@ -20,6 +20,8 @@ rule assemble:
         symbols=assemble_symbols,
         max_dte=CFG.max_dte,
         greeks=json.dumps(vars(CFG.greeks)),
+        quality=json.dumps(dict(CFG.quality)),
     shell:
         job("assemble") + " {wildcards.dataset} {wildcards.day} --interval {params.interval}"
-        " --symbols {params.symbols} --max-dte {params.max_dte} --greeks {params.greeks:q} 2> {log:q}"
+        " --symbols {params.symbols} --max-dte {params.max_dte} --greeks {params.greeks:q}"
+        " --quality {params.quality:q} 2> {log:q}"

@@ -264,7 +264,9 @@ def test_footer_carries_provenance(tmp_path: Path) -> None:
         "end_time": "16:00:00",
         "symbol": "{symbol}",
     }
-    assert {k: v for k, v in footer.items() if k not in (p + "sources", p + "params")} == {
+    summary = json.loads(footer[p + "quality"])  # the quality metrics' values (tests/test_quality.py)
+    assert (summary["rows"], summary["contracts"], summary["expirations"]) == (126, 9, 3)
+    assert {k: v for k, v in footer.items() if k not in (p + "sources", p + "params", p + "quality")} == {
         p + "status": "success",
         p + "dataset": "quote",
         p + "date": "2024-01-02",

@@ -34,7 +34,7 @@ import pyarrow.json as pj
 import pyarrow.parquet as pq
 
 import spx_data
-from spx_data.archive import checksum, read, rowkey
+from spx_data.archive import checksum, quality, read, rowkey
 from spx_data.core import atomic
 from spx_data.core import footer as footer_keys
 from spx_data.core.calendar import OPEN, Session
@@ -67,6 +67,7 @@ class AssembleResult:
     bytes: int
     sha256: str
     seconds: float
+    quality: tuple[quality.Metric, ...] = ()  # per-file metrics; empty when the pass was off
 
 
 def assemble_day(
@@ -78,10 +79,12 @@ def assemble_day(
     sidecar_path: Path,
     provenance: Mapping[str, str],
     greeks: Greeks = DEFAULT_GREEKS,
+    thresholds: Mapping[str, float] | None = quality.THRESHOLDS,
 ) -> AssembleResult:
     """Write the day's parquet and then its sidecar, or raise leaving neither of its own (nor a temp file).
 
     `sources` empty means the day's listing answered 472: a 0-row file with status no_data is written.
+    `thresholds` None turns the quality pass off (no metrics, no footer summary; bench_assemble).
     A day being rewritten loses its old sidecar first, then its old parquet.
     """
     start = time.perf_counter()
@@ -97,7 +100,8 @@ def assemble_day(
         # The sidecar marks a finished day, so it goes first and the parquet follows.
         for stale in (sidecar_path, parquet_path):
             stale.unlink(missing_ok=True)
-        rows = _write(tmp, dataset, session, interval, ordered, footer)
+        acc = None if thresholds is None else quality.Accumulator(dataset, session, interval, thresholds)
+        rows = _write(tmp, dataset, session, interval, ordered, footer, acc)
         problems = read.check_parquet(tmp, dataset, session, interval, expected_rows=rows)
         if problems:
             raise ValidationError(f"{parquet_path.name}: the written file failed its check: {problems[0]}")
@@ -116,7 +120,8 @@ def assemble_day(
             parquet_path.unlink(missing_ok=True)
         raise
     status: Literal["success", "no_data"] = "success" if ordered else "no_data"
-    return AssembleResult(status, rows, size, digest, time.perf_counter() - start)
+    metrics = tuple(acc.metrics()) if acc is not None else ()
+    return AssembleResult(status, rows, size, digest, time.perf_counter() - start, metrics)
 
 
 def _same_file(path: Path, known: os.stat_result) -> bool:
@@ -200,6 +205,7 @@ def _write(
     interval: str,
     sources: list[Source],
     footer: dict[str, str],
+    acc: quality.Accumulator | None = None,
 ) -> int:
     schema = dataset.arrow_schema()
     symbols = pa.array(sorted({s.symbol for s in sources}), pa.string())
@@ -213,6 +219,8 @@ def _write(
             if src.path.stat().st_size > 0:
                 table = _load(_Job(dataset, session, interval, src), symbols, fast)
                 writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+                if acc is not None:
+                    acc.add(table)
                 rows = table.num_rows
                 del table
             # No NDJSON sha256 here: its bytes depend on how the terminal split the answer (570), and
@@ -234,6 +242,8 @@ def _write(
             footer_keys.ROWS: str(total),
             footer_keys.SOURCES: json.dumps(listed, separators=(",", ":")),
         }
+        if acc is not None:
+            footer[footer_keys.QUALITY] = quality.footer_value(acc.values())
         writer.add_key_value_metadata(footer)
     finally:
         fast.close()

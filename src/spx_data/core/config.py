@@ -11,7 +11,7 @@ import datetime as dt
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,7 @@ class Config:
     retry: Mapping[str, float]
     greeks: datasets.Greeks = datasets.DEFAULT_GREEKS
     index_symbols: tuple[str, ...] = tuple(DEFAULTS["index_symbols"])
+    quality: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULTS["quality"]))
 
     @property
     def layout(self) -> Layout:
@@ -235,6 +236,7 @@ def load(
         retry=retry,
         greeks=datasets.Greeks(**doc["greeks"]),
         index_symbols=tuple(doc["index_symbols"]),
+        quality=doc["quality"],
     )
 
 

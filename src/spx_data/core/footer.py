@@ -6,3 +6,4 @@ PREFIX = "spx_data."  # every key of ours; ARROW:schema and other writers' keys 
 STATUS = PREFIX + "status"  # success, or no_data for a 0-row day the vendor had nothing for
 ROWS = PREFIX + "rows"
 SOURCES = PREFIX + "sources"  # JSON list of {symbol, expiration, rows}, one per source answer
+QUALITY = PREFIX + "quality"  # JSON {metric: value} of the per-file quality metrics (archive/quality.py)

@@ -12,7 +12,9 @@ Event kinds and their fields (all carry `id`, `kind`, `at` (UTC ISO time), `run_
   error_class, error
 - assemble_start: dataset, day
 - assemble: dataset, day, status ('success' | 'no_data' | 'failed'), rows, bytes, sha256, seconds,
-  error_class, error, note (why no data, or the contracts a trade-derived answer left out; optional)
+  error_class, error, note (why no data, or the contracts a trade-derived answer left out; optional),
+  quality (optional): [[dataset, metric, value, threshold, flag], ...] of the day, the file's own metrics
+  and those of the pair it completes (greeks vs quote, greeks vs index_price)
 """
 
 from __future__ import annotations

@@ -3,24 +3,34 @@ each day-file's footer and sidecar say what the day is; runs, attempts and reque
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from spx_data.archive import quality
 from spx_data.core import footer as footer_keys
 from spx_data.core.paths import Layout, check_dataset
 from spx_data.ledger.store import DayRow, Ledger
 
 _ROWS, _STATUS = footer_keys.ROWS.encode(), footer_keys.STATUS.encode()
+_QUALITY = footer_keys.QUALITY.encode()
 
 
-def rebuild_from_archive(ledger: Ledger, layout: Layout, datasets: Iterable[str]) -> int:
+def rebuild_from_archive(
+    ledger: Ledger,
+    layout: Layout,
+    datasets: Iterable[str],
+    thresholds: Mapping[str, float] = quality.THRESHOLDS,
+) -> int:
     """Set every day that has a parquet in the archive from its file; returns days written.
 
     Only what the archive says is rebuilt: a day the ledger calls archived whose parquet is gone
-    loses its row (it is a plain gap again); failures, runs, attempts and requests stay.
+    loses its row (it is a plain gap again); failures, runs, attempts and requests stay. Each file's
+    per-file quality metrics come back from its footer summary, judged by `thresholds`; the pair and
+    day-level metrics are `spx-data quality --recompute`'s (they need other files or other days).
     """
     names = [check_dataset(dataset) for dataset in datasets]  # before any becomes a path part
     on_disk = {
@@ -35,7 +45,22 @@ def rebuild_from_archive(ledger: Ledger, layout: Layout, datasets: Iterable[str]
         if row.status in ("success", "no_data") and row.day not in set(days)
     ]
     ledger.set_archived(found, gone)
+    ledger.set_quality(
+        (dataset, day, m.name, m.value, m.threshold, m.flag)
+        for dataset, days in on_disk.items()
+        for day in days
+        for m in quality.judge_all(footer_quality(layout, dataset, day), thresholds)
+    )
     return len(found)
+
+
+def footer_quality(layout: Layout, dataset: str, day: str) -> dict[str, float]:
+    """The per-file quality values a file's footer summarises ({} for a file written without them)."""
+    try:
+        raw = (pq.read_metadata(layout.parquet(dataset, day)).metadata or {}).get(_QUALITY)
+        return json.loads(raw) if raw else {}
+    except (OSError, ValueError, pa.ArrowException):
+        return {}
 
 
 def set_from_archive(ledger: Ledger, layout: Layout, dataset: str, day: str) -> DayRow:

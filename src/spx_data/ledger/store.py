@@ -69,6 +69,10 @@ _SCHEMA = (
         status TEXT, http_status INTEGER, attempts INTEGER, rows INTEGER, bytes INTEGER, seconds REAL,
         sha256 TEXT, error_class TEXT, error TEXT, at TEXT)""",
     "CREATE TABLE IF NOT EXISTS events (id TEXT PRIMARY KEY, kind TEXT NOT NULL, at TEXT)",
+    # Data quality metrics (archive/quality.py): one row per (dataset, day, metric); flag never blocks.
+    """CREATE TABLE IF NOT EXISTS quality (
+        dataset TEXT NOT NULL, day TEXT NOT NULL, metric TEXT NOT NULL, value REAL, threshold REAL,
+        flag INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (dataset, day, metric))""",
     "CREATE INDEX IF NOT EXISTS days_by_status ON days (status, dataset, day)",
     "CREATE INDEX IF NOT EXISTS days_by_day ON days (day)",
     "CREATE INDEX IF NOT EXISTS days_by_run ON days (run_id, status)",
@@ -116,6 +120,10 @@ _OPERATOR = """
         bytes = excluded.bytes, sha256 = excluded.sha256, error_class = excluded.error_class,
         last_error = excluded.last_error, run_id = NULL, updated = excluded.updated"""
 _REBUILT = _OPERATOR  # a rebuilt day is what its file says, owned by no run
+_SET_QUALITY = """
+    INSERT INTO quality (dataset, day, metric, value, threshold, flag) VALUES (?, ?, ?, ?, ?, ?)
+    ON CONFLICT (dataset, day, metric) DO UPDATE SET value = excluded.value,
+        threshold = excluded.threshold, flag = excluded.flag"""
 _INSERT_ATTEMPT = """
     INSERT INTO attempts (run_id, dataset, day, started, status, finished, rows, bytes, seconds, sha256,
         error_class, error, stage) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
@@ -322,6 +330,33 @@ class Ledger:
             cur.executemany(_REBUILT, [(*row, now) for row in rows])
             cur.executemany("DELETE FROM days WHERE dataset = ? AND day = ?", gone)
 
+    def set_quality(self, rows: Iterable[tuple[str, str, str, float | None, float | None, bool]]) -> None:
+        """(dataset, day, metric, value, threshold, flag) rows, replacing the same metric's older row."""
+        with self._transaction() as cur:
+            cur.executemany(_SET_QUALITY, rows)
+
+    def quality(
+        self, *, dataset: str | None = None, since: str | None = None, flagged: bool = False
+    ) -> list[dict[str, Any]]:
+        """Quality rows of archived days (success or no_data) by dataset, day, metric."""
+        filters = (("q.dataset = ?", dataset), ("q.day >= ?", since))
+        used = [(clause, value) for clause, value in filters if value is not None]
+        where = "".join(f" AND {clause}" for clause, _ in used) + (" AND q.flag" if flagged else "")
+        sql = (
+            "SELECT q.dataset, q.day, q.metric, q.value, q.threshold, q.flag FROM quality q JOIN days d"
+            " ON d.dataset = q.dataset AND d.day = q.day WHERE d.status IN ('success', 'no_data')"
+            f"{where} ORDER BY q.dataset, q.day, q.metric"
+        )
+        return self._dicts(sql, (value for _, value in used))
+
+    def flagged_days(self) -> int:
+        """Archived (dataset, day)s with at least one flagged quality metric."""
+        sql = (
+            "SELECT COUNT(*) FROM (SELECT DISTINCT q.dataset, q.day FROM quality q JOIN days d"
+            " ON d.dataset = q.dataset AND d.day = q.day WHERE q.flag AND d.status IN ('success', 'no_data'))"
+        )
+        return int(self._query(sql)[0][0])
+
     # -- reading --------------------------------------------------------------------------------------
 
     def days(
@@ -476,6 +511,9 @@ def _on_assemble(cur: sqlite3.Cursor, event: dict[str, Any]) -> None:
     cur.execute(
         _OUTCOME, (dataset, day, status, 0 if counted else 1, *result, error_class, error, run_id, at, note)
     )
+    if not failed:  # [dataset, metric, value, threshold, flag]: the file's metrics and its pair's
+        rows = [(str(d), day, str(m), v, t, bool(f)) for d, m, v, t, f in event.get("quality") or ()]
+        cur.executemany(_SET_QUALITY, rows)
 
 
 _HANDLERS: dict[str, Callable[[sqlite3.Cursor, dict[str, Any]], None]] = {

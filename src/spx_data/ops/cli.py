@@ -102,6 +102,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     cfg = config(args, writable=False)
     with open_ledger(cfg) as ledger:
         data = report.status(cfg, ledger)
+        data["flagged_days"] = ledger.flagged_days()
         grid = _calendar_grid(cfg, ledger) if args.calendar else ""
     lines = []
     for ds, d in data["datasets"].items():
@@ -119,6 +120,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                 else ""
             )
         )
+    if data["flagged_days"]:
+        lines.append(f"quality: {data['flagged_days']} day-files flagged (`spx-data quality --flagged`)")
     lines += _status_hints(args, cfg, data)
     _emit(args, data, "\n".join(lines) + ("\n" + grid if grid else ""))
     return OK
@@ -276,6 +279,22 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return FAILED if problems and not args.repair else OK
 
 
+def cmd_quality(args: argparse.Namespace) -> int:
+    from spx_data.ops import quality
+
+    cfg = config(args)
+    since = args.since and args.since.isoformat()
+    with open_ledger(cfg) as ledger:
+        if args.recompute:
+            n = quality.recompute(cfg, ledger, args.dataset, since)
+            print(f"recomputed the quality of {n} archived files (ledger rows only; no archive file written)")
+        else:
+            quality.day_level(cfg, ledger)
+        days = quality.summary(ledger.quality(dataset=args.dataset, since=since), args.flagged)
+    _emit(args, days, quality.text(days))
+    return OK
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from spx_data.ops import doctor
 
@@ -301,7 +320,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
 
     if args.action == "rebuild":
         with open_ledger(cfg) as ledger:  # outcome events first, so the files have the last word
-            n = rebuild.rebuild_from_archive(ledger, cfg.layout, cfg.datasets)
+            n = rebuild.rebuild_from_archive(ledger, cfg.layout, cfg.datasets, cfg.quality)
         print(f"rebuilt the days of {cfg.ledger} from {n} archived files (run and request history kept)")
         return OK
     with Ledger(cfg.ledger, cfg.archive) as ledger:
@@ -408,6 +427,15 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--repair", action="store_true", help="quarantine bad files so the next run re-fetches")
     v.set_defaults(func=cmd_verify)
 
+    q = sub.add_parser("quality", parents=[common, js], help="per-day quality scores and flags")
+    q.add_argument("--dataset")
+    q.add_argument("--since", type=_date)
+    q.add_argument("--flagged", action="store_true", help="only day-files with a flagged metric")
+    q.add_argument(
+        "--recompute", action="store_true", help="recompute from the archived files (writes ledger rows only)"
+    )
+    q.set_defaults(func=cmd_quality)
+
     le = sub.add_parser("ledger", parents=[common], help="mirror outcomes now, or rebuild from the archive")
     le.add_argument("action", choices=["sync", "rebuild"])
     le.set_defaults(func=cmd_ledger)
@@ -424,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--faults", type=float, default=0.0, help="simulator fault rate per class")
     d.set_defaults(func=cmd_demo)
 
-    for name in ("gaps", "list"):
+    for name in ("gaps", "list", "quality"):
         sub.choices[name].set_defaults(dataset=None)
     return p
 

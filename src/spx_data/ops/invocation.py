@@ -43,8 +43,9 @@ def raw_config(args: argparse.Namespace) -> dict[str, Any]:
     for key, value in overrides(args).items():
         if key == "retry" and isinstance(value, str):
             raise Exit(USAGE, "--set retry: set retry.KEY=VALUE one at a time")
-        if key.startswith("retry."):
-            raw.setdefault("retry", {})[key.split(".", 1)[1]] = value
+        if key.startswith(("retry.", "quality.")):
+            section, sub = key.split(".", 1)
+            raw.setdefault(section, {})[sub] = value
         else:
             raw[key] = value
     return raw

@@ -156,12 +156,14 @@ def _index_note(sources: list[Source]) -> str | None:
 
 def assemble(args: argparse.Namespace) -> int:
     """A day's NDJSON files → parquet + sidecar, per the storage contract."""
+    from spx_data.archive import crosscheck
     from spx_data.archive.assemble import Source, assemble_day
 
     layout = _layout(args)
     dataset = datasets.get(args.dataset)
     day = check_date(args.day)
     fields = {"dataset": dataset.name, "day": day}
+    thresholds = _thresholds(args)
     outcomes.write_event(layout.outcomes(), "assemble_start", **fields)
     started = time.monotonic()
     try:
@@ -181,10 +183,12 @@ def assemble(args: argparse.Namespace) -> int:
             provenance = {"symbols": args.symbols, "max_dte": str(args.max_dte)}
         result = assemble_day(
             dataset, session, args.interval, sources, layout.parquet(dataset.name, day),
-            layout.sidecar(dataset.name, day), provenance, _greeks(args),
+            layout.sidecar(dataset.name, day), provenance, _greeks(args), thresholds,
         )  # fmt: skip
         rpc = session.intervals(args.interval) if dataset.interval_based else 1
         note = _index_note(sources) if found is None else _note(dataset, found, selected, result.rows, rpc)
+        metrics = [(dataset.name, m) for m in result.quality]
+        metrics += crosscheck.pair_metrics(layout, dataset.name, day, thresholds)
     except Exception as e:
         outcomes.write_event(
             layout.outcomes(), "assemble", **fields, status="failed", rows=0, bytes=0, sha256=None,
@@ -195,6 +199,7 @@ def assemble(args: argparse.Namespace) -> int:
     outcomes.write_event(
         layout.outcomes(), "assemble", **fields, status=result.status, rows=result.rows, bytes=result.bytes,
         sha256=result.sha256, seconds=round(result.seconds, 3), error_class=None, error=None, note=note,
+        quality=[[name, m.name, m.value, m.threshold, m.flag] for name, m in metrics],
     )  # fmt: skip
     return 0
 
@@ -210,12 +215,19 @@ def _fetch_arguments(f: argparse.ArgumentParser) -> None:
     _greeks_argument(f)
 
 
+def _thresholds(args: argparse.Namespace) -> dict[str, float]:
+    from spx_data.archive import quality
+
+    return quality.THRESHOLDS | {k: float(v) for k, v in json.loads(args.quality).items()}
+
+
 def _greeks_argument(step: argparse.ArgumentParser) -> None:
     step.add_argument("--greeks", default="{}", help="greeks inputs as JSON (config `greeks`)")
 
 
 def _assemble_arguments(a: argparse.ArgumentParser) -> None:
     _greeks_argument(a)
+    a.add_argument("--quality", default="{}", help="quality thresholds as JSON (config `quality`)")
     a.add_argument("dataset")
     a.add_argument("day")
     a.add_argument("--interval", required=True)

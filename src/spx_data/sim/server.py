@@ -64,6 +64,7 @@ from spx_data.core.datasets import (
 )
 from spx_data.sim import bad_data as bd
 from spx_data.sim import chain as ch
+from spx_data.sim import defects
 from spx_data.sim import latency as lat
 from spx_data.sim.faults import FAULT_CLASSES, TIERS, Decision, FaultPlan, Slots, Stats, check_rates
 
@@ -111,6 +112,8 @@ class SimConfig:
     index_denied: tuple[str, ...] = ()  # index symbols answering 471 (a subscription without VIX, say)
     latency: str = "off"  # off | vendor-p90: per-request service time holding the slot (see latency)
     latency_scale: float = 1.0  # multiplies every service time (< 1: a compressed benchmark)
+    defects: Mapping[str, float] = field(default_factory=dict)  # kind -> rate, see sim/defects.py
+    defect_seed: int = 0
 
     @classmethod
     def real_terminal(cls, **overrides: Any) -> SimConfig:
@@ -133,6 +136,7 @@ class SimConfig:
             raise ValueError(f"bad_data_times {self.bad_data_times}: must be >= 0")
         ch.answer_columns((), self.time_columns)  # raises for an unknown shape
         lat.check(self.latency, self.latency_scale)
+        object.__setattr__(self, "defects", defects.checked(self.defects))
 
 
 # The switches the real-terminal preset turns on (the 16:00 fill needs none: the simulator always does it).
@@ -373,6 +377,9 @@ class Routes:
         for day in days:
             if ch.close_ms(day) is None or day in self.no_data or day < ds.first_date:
                 continue
+            cfg = self.config
+            if defects.zero_dte_dropped(day, symbol, expiration, cfg.defects, cfg.defect_seed):
+                continue  # the same-day expiration lost (sim/defects.py), though listed
             parts = self.chain.request_parts(day, symbol, expiration, right, strike, traded_only)
             times = ch.interval_grid(day, interval, start_ms, end_ms) if interval else None
             if parts is not None and (times is None or len(times)):
@@ -456,6 +463,9 @@ class Routes:
             for day, parts, times in plan
             for block in self.chain.blocks(ds, day, symbol, parts, times, self.config.block_rows)
         )
+        if self.config.defects:
+            seed = self.config.defect_seed
+            blocks = (defects.inject(block, self.config.defects, seed)[0] for block in blocks)
         if fmt == "json":
             columns: dict[str, list[memoryview]] = {name: [] for name in order}
             for block in blocks:
@@ -810,6 +820,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what a real terminal does or may do: the three switches above")  # fmt: skip
     p.add_argument("--deny-index", action="append", default=[], choices=INDEX_SYMBOLS, metavar="SYMBOL",
                    help="this index answers 471 (a subscription without it: VIX); repeatable")  # fmt: skip
+    p.add_argument("--defects", default="", metavar="KIND=RATE,...",
+                   help=f"inject data defects ({', '.join(defects.KINDS)}) at these rates")  # fmt: skip
+    p.add_argument("--defect-seed", type=int, default=0, help="defect decisions seed")
     p.add_argument("--time-columns", choices=ch.TIME_COLUMNS, default="timestamp",
                    help="history rows' time: timestamp, or date + ms_of_day with date a YYYYMMDD number "
                         "(date_ms) or YYYY-MM-DD text (date_ms_iso)")  # fmt: skip
@@ -835,7 +848,8 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         disconnect_seconds=args.disconnect_seconds, starting_seconds=args.starting_seconds,
         host=args.host, port=args.port, bad_data=tuple(args.bad_data), bad_data_times=args.bad_data_times,
         time_columns=args.time_columns, index_denied=tuple(args.deny_index), latency=args.latency,
-        latency_scale=args.latency_scale, **switches,
+        latency_scale=args.latency_scale, defects=defects.parse(args.defects), defect_seed=args.defect_seed,
+        **switches,
     )  # fmt: skip
 
 
