@@ -243,7 +243,7 @@ def _requeue_no_data(cfg: config_mod.Config, pairs: Sequence[tuple[str, str]]) -
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from spx_data.archive import verify
-    from spx_data.ledger.store import rebuild
+    from spx_data.ledger import rebuild
 
     cfg = config(args, writable=args.repair)
     checked = verify.count_archived(cfg)
@@ -316,7 +316,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 def cmd_ledger(args: argparse.Namespace) -> int:
     cfg = config(args)
-    from spx_data.ledger.store import Ledger, rebuild
+    from spx_data.ledger import rebuild
+    from spx_data.ledger.store import Ledger
 
     if args.action == "rebuild":
         with open_ledger(cfg) as ledger:  # outcome events first, so the files have the last word

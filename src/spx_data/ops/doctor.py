@@ -16,7 +16,7 @@ from spx_data.core.paths import free_bytes, nearest_existing
 from spx_data.fetch import terminal
 from spx_data.fetch.retry import FIXES as _FIXES
 from spx_data.ops.estimate import estimate
-from spx_data.plan.targets import targets as plan
+from spx_data.plan import targets as plan
 
 REACHABLE = "terminal reachable"  # its failure makes `spx-data doctor` exit 3, like `run`
 # Doctor asks one strike per dataset; whether whole answers match the archive's assumptions is the probe's.

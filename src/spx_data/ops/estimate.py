@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from spx_data.core import calendar, datasets
 from spx_data.core.config import Config
 from spx_data.ledger.store import bytes_per_row
-from spx_data.plan.targets import listing
+from spx_data.plan import listing
 
 TYPICAL_EXPIRATIONS = 70  # thetadata-v3.md: 55–85 expirations a day over SPX + SPXW
 TYPICAL_CONTRACTS = 28_000  # 20–35 thousand contracts a day

@@ -28,8 +28,8 @@ from spx_data.core.humane import human_bytes, human_seconds
 from spx_data.core.paths import free_bytes
 from spx_data.ledger.store import SCHEMA_VERSION
 from spx_data.ops import estimate
-from spx_data.plan.targets import listing
-from spx_data.plan.targets import targets as plan
+from spx_data.plan import listing
+from spx_data.plan import targets as plan
 
 if TYPE_CHECKING:
     from spx_data.ops.runner import Progress

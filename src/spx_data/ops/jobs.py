@@ -21,7 +21,7 @@ from spx_data.core.calendar import session_on
 from spx_data.core.errors import PermissionDenied, TerminalUnreachable
 from spx_data.core.paths import Layout, check_date, check_symbol
 from spx_data.fetch import arrow_only, outage
-from spx_data.plan.targets import listing
+from spx_data.plan import listing
 
 if TYPE_CHECKING:  # imported by the steps that use them (the client brings requests, assembly pyarrow)
     from spx_data.archive.assemble import Source

@@ -73,7 +73,7 @@ def _preflight(args: argparse.Namespace, cfg: config_mod.Config) -> None:
 
 def _planned(cfg: config_mod.Config, only: Sequence[Pair] | None) -> tuple[list[Pair] | None, list[str]]:
     """The day-files this run archives and its Snakemake targets; None (said why) when there is none."""
-    from spx_data.plan.targets import targets as plan
+    from spx_data.plan import targets as plan
 
     the_plan = plan.build(cfg)
     pairs = the_plan.pairs()
@@ -183,7 +183,7 @@ def _summarize(
 
 def _requests_of(cfg: config_mod.Config) -> Callable[[str], int | None]:
     """A day's requests per dataset, once its listing is cached (else None)."""
-    from spx_data.plan.targets import listing
+    from spx_data.plan import listing
 
     def count(day: str) -> int | None:
         found = listing.read(cfg.layout.listing(day))

@@ -15,7 +15,7 @@ from spx_data.core.humane import human_bytes, human_seconds
 from spx_data.core.paths import Layout
 from spx_data.ledger.store import STATUSES, DayRow, Ledger
 from spx_data.ops.estimate import estimate
-from spx_data.plan.targets import targets as plan_mod
+from spx_data.plan import targets as plan_mod
 
 GAP_KINDS = ("never_fetched", "failed", "missing")
 MISSING = "missing"  # the ledger says archived, the disk has no parquet or no sidecar
