@@ -48,7 +48,7 @@ DATASETS = ["quote", "greeks_first_order"]
 
 def kind_of(cmdline: list[str]) -> str | None:
     text = " ".join(cmdline)
-    # The rules run the scripts/ entry points (scripts/fetch.py, scripts/assemble.py).
+    # Assembly runs the scripts/ entry point scripts/assemble.py; requests run in Snakemake's threads.
     script = next(
         (Path(a).stem for a in cmdline if a.endswith(".py") and Path(a).parent.name == "scripts"), None
     )
@@ -57,17 +57,19 @@ def kind_of(cmdline: list[str]) -> str | None:
     if "spx_data.ops.jobs" in text:
         return "fetch" if " fetch " in text else "assemble" if " assemble " in text else "job"
     if "-m snakemake" in text:
-        return "snakemake (incl. listing: it runs in-process)"
+        return "snakemake (incl. listing and requests: they run in its threads)"
     return None
 
 
 class RssSampler(threading.Thread):
-    """Max RSS per job kind over the process tree under `root_pid`."""
+    """Max RSS and the processes seen, per job kind, over the process tree under `root_pid` (10 Hz: a job
+    process lives longer than a sampling period, its interpreter start alone being ~0.3 s)."""
 
     def __init__(self, root_pid: int) -> None:
         super().__init__(daemon=True)
         self.root = psutil.Process(root_pid)
         self.peak: dict[str, int] = {}
+        self.pids: dict[str, set[int]] = {}
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -81,6 +83,7 @@ class RssSampler(threading.Thread):
                     kind = kind_of(p.cmdline())
                     if kind:
                         self.peak[kind] = max(self.peak.get(kind, 0), p.memory_info().rss)
+                        self.pids.setdefault(kind, set()).add(p.pid)
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     continue
 
@@ -149,8 +152,15 @@ class WorkflowRun:
     end: float
     size: int  # parquet bytes
     peak: dict[str, int]  # peak RSS per job kind
-    fetch_jobs: int  # one `python -m spx_data.ops.jobs fetch` process each (the ledger's requests rows)
-    assemble_jobs: int
+    requests: int  # the ledger's requests rows
+    day_files: int
+    processes: dict[str, int]  # job processes seen per kind (fetch requests run in Snakemake's threads)
+
+    def processes_text(self) -> str:
+        jobs = {k: n for k, n in self.processes.items() if not k.startswith("snakemake")}
+        return (
+            f"{sum(jobs.values())} job processes ({', '.join(f'{n} {k}' for k, n in sorted(jobs.items()))})"
+        )
 
 
 def run_workflow(
@@ -189,6 +199,7 @@ def run_workflow(
     return WorkflowRun(
         Cost(f"spx-data, plain `snakemake --cores {cores}`", rows, wall, cpu, peak),
         start, end, sum(p.stat().st_size for p in files), dict(sampler.peak), fetches, len(files),
+        {kind: len(pids) for kind, pids in sampler.pids.items()},
     )  # fmt: skip
 
 
@@ -247,7 +258,7 @@ def main() -> None:
         print(
             f"snakemake --cores {args.cores}: {len(first)} sessions × {len(DATASETS)} datasets, "
             f"{rows:,} rows archived ({run.size / 2**20:,.0f} MiB parquet) in {wall:.1f} s, "
-            f"{run.fetch_jobs} fetch + {run.assemble_jobs} assemble job processes"
+            f"{run.requests} requests, {run.processes_text()}"
         )
         print(
             f"  {per_min / 1e6:.2f} M rows/min archived ({per_min / 5e6:.2f}× the 5 M target), "

@@ -1,7 +1,7 @@
 """Small jobs (issue 16, goal 3): a few sessions of 5-minute first-order greeks on a medium chain, spx-data
 (plain `snakemake --cores 2`) against the single-process downloader of the same requests
 (`single_process.py`), same simulator, same run: rows/min, CPU-seconds, and how many job processes
-spx-data started (one `scripts/fetch.py` per request, one `scripts/assemble.py` per dataset-day).
+spx-data started (one `scripts/assemble.py` per dataset-day; requests run in Snakemake's threads).
 
     .venv/bin/python bench/bench_small_jobs.py [--sessions 3] [--chain medium] [--interval 5m] [--threads 2]
 """
@@ -46,8 +46,8 @@ def main() -> None:
     single.name = f"single_process.py, {args.threads} threads"
     costs = [run.cost, single]
     print(
-        f"spx-data started {run.fetch_jobs + run.assemble_jobs} job processes ({run.fetch_jobs} fetch, "
-        f"{run.assemble_jobs} assemble) and spent {run.cost.cpu:.1f} CPU-s; the single process "
+        f"spx-data made {run.requests} requests, started {run.processes_text()} and spent "
+        f"{run.cost.cpu:.1f} CPU-s; the single process "
         f"{single.cpu:.1f} CPU-s"
     )
     print("\n".join(table(costs, single)))

@@ -9,6 +9,7 @@ rule assemble:
         sidecar=LAYOUT.patterns()[1],
     log:
         LOGS / "assemble" / "{dataset}-{day}.log",
+    priority: assemble_priority
     group:
         "assemble-{dataset}"
     conda:

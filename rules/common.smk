@@ -18,7 +18,7 @@ from spx_data.plan import listing
 from spx_data.archive import migrate
 from spx_data.core import outcomes
 from spx_data.plan import targets as plan
-from spx_data.ops import runner
+from spx_data.ops import jobs, runner, scheduling
 from spx_data.ops import report as operator_report  # `report` is Snakemake's own report() in rules
 from spx_data.core.errors import ConfigError, SpxDataError
 
@@ -32,10 +32,10 @@ except SpxDataError as e:
     sys.exit(f"spx-data: {e}")
 
 LAYOUT = CFG.layout
-# One setting for the tier: `api_concurrency` caps requests in flight for plain `snakemake` as well;
-# `--resources api=N` on the command line still overrides it for one run.
+# One setting for the tier: `api_concurrency` (+ `queued_requests` waiting in the terminal's queue) caps
+# requests in flight for plain `snakemake` as well; `--resources api=N` still overrides it for one run.
 if "api" not in workflow.global_resources:
-    workflow.register_resource("api", CFG.api_concurrency)
+    workflow.register_resource("api", CFG.requests_in_flight)
 PLAN = plan.build(CFG)
 # Snakemake learns of a dry run only after parsing; its command line says so before.
 DRY_RUN = runner.is_dry_run(sys.argv)
@@ -92,7 +92,7 @@ def api_cap() -> int:
     """The listing step's share of the run-wide `api` cap: all of it, never more than the profile gives."""
     cap = workflow.global_resources.get("api")
     cap = getattr(cap, "value", cap)
-    return min(CFG.api_concurrency, cap) if isinstance(cap, int) else CFG.api_concurrency
+    return min(CFG.requests_in_flight, cap) if isinstance(cap, int) else CFG.requests_in_flight
 
 
 def run_listing(marker: str, log: str) -> None:
@@ -108,6 +108,27 @@ def run_listing(marker: str, log: str) -> None:
     listing.write_failures(failures, LAYOUT.listing, Path(log).resolve())
     with open(marker, "w") as f:
         json.dump(sorted(PLAN.unlisted), f)
+
+
+PRIORITY = scheduling.day_priorities(day for days in PLAN.missing.values() for day in days)
+
+
+def fetch_priority(w) -> int:
+    return PRIORITY.get(w.day, 0)
+
+
+def assemble_priority(w) -> int:
+    """Above every fetch: a day whose answers are all in is assembled before more is downloaded."""
+    return len(PRIORITY) + PRIORITY.get(w.day, 0)
+
+
+def run_fetch(wildcards, output, log, symbol: str, expiration: str | None) -> None:
+    """A fetch job's body (rules/fetch.smk), run in a thread of this process."""
+    jobs.fetch_in_thread(
+        log[0], archive=str(CFG.archive), work=str(CFG.work), dataset=wildcards.dataset, day=wildcards.day,
+        symbol=symbol, expiration=expiration, out=output[0], url=CFG.terminal_url, interval=CFG.interval,
+        retry=json.dumps(dict(CFG.retry)), greeks=json.dumps(vars(CFG.greeks)),
+    )  # fmt: skip
 
 
 def day_listing(day: str) -> listing.Listing | None:

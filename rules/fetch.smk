@@ -1,5 +1,7 @@
-# One request per (dataset, day, symbol, expiration): a `shell:` job (docs/DESIGN.md §2 measured ~53 jobs/s)
-# holding one unit of the run-wide `api` resource. The NDJSON is temporary: assembly consumes it.
+# One request per (dataset, day, symbol, expiration), holding one unit of the run-wide `api` resource. A
+# `run:` job in Snakemake's own process (the profile's force-use-threads): no interpreter start per request.
+# `threads: 0`: a request waits on the terminal, not on a core, so `api`, not --cores, bounds how many are in
+# flight (docs/DESIGN.md §6). The NDJSON is temporary: assembly consumes it.
 
 
 rule fetch:
@@ -9,21 +11,13 @@ rule fetch:
         temp(CFG.work / "ndjson" / "{dataset}" / "{day}" / "{symbol}-{expiration}.ndjson"),
     log:
         LOGS / "fetch" / "{dataset}" / "{day}" / "{symbol}-{expiration}.log",
+    priority: fetch_priority
     localrule: True
-    conda:
-        "../envs/spx-data.yaml"
+    threads: 0
     resources:
         api=1,
-    params:
-        url=CFG.terminal_url,
-        interval=CFG.interval,
-        retry=json.dumps(dict(CFG.retry)),
-        greeks=json.dumps(vars(CFG.greeks)),
-    shell:
-        job("fetch") + " {wildcards.dataset} {wildcards.day} {wildcards.symbol} {wildcards.expiration}"
-        " --out {output:q} --url {params.url:q} --interval {params.interval} --retry {params.retry:q}"
-        " --greeks {params.greeks:q}"
-        " 2> {log:q}"
+    run:
+        run_fetch(wildcards, output, log, wildcards.symbol, wildcards.expiration)
 
 
 # An index series: one request per (dataset, day, index symbol), no listing, the same `api` unit and
@@ -35,16 +29,10 @@ rule fetch_index:
         LOGS / "fetch" / "{dataset}" / "{day}" / "{index_symbol}.log",
     wildcard_constraints:
         dataset="|".join(INDEX_DATASETS) or "(?!)",
+    priority: fetch_priority
     localrule: True
-    conda:
-        "../envs/spx-data.yaml"
+    threads: 0
     resources:
         api=1,
-    params:
-        url=CFG.terminal_url,
-        interval=CFG.interval,
-        retry=json.dumps(dict(CFG.retry)),
-    shell:
-        job("fetch") + " {wildcards.dataset} {wildcards.day} {wildcards.index_symbol}"
-        " --out {output:q} --url {params.url:q} --interval {params.interval} --retry {params.retry:q}"
-        " 2> {log:q}"
+    run:
+        run_fetch(wildcards, output, log, wildcards.index_symbol, None)

@@ -8,6 +8,7 @@ onstart:
         spx_config.require_writable(CFG)  # a real run writes; a dry run never gets here
     except ConfigError as e:
         sys.exit(f"spx-data: config: {e}")
+    scheduling.widen_local_pool(workflow, api_cap())
     outcomes.write_event(
         LAYOUT.outcomes(),
         "run_start",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import time
 from pathlib import Path
@@ -33,14 +31,21 @@ def test_marker_belongs_to_its_run(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def fetch_job(layout: Layout, retry: dict[str, float]) -> tuple[int, str]:
-    """One fetch job in-process, as the rule runs it, against a port where nothing listens."""
+    """One fetch job as the rule runs it (a thread of this process), against a port where nothing listens:
+    its exit code and its log file."""
     out = layout.ndjson("quote", "2024-11-26", "SPXW", "2024-11-26")
-    argv = ["--archive", str(layout.archive), "--work", str(layout.work), "fetch", "quote", "2024-11-26"]
-    argv += ["SPXW", "2024-11-26", "--out", str(out), "--url", "http://127.0.0.1:9", "--interval", "1m"]
-    with contextlib.redirect_stderr(io.StringIO()) as err:
-        code = jobs.main([*argv, "--retry", json.dumps(retry)])
+    log = layout.work / "logs" / "fetch.log"
+    try:
+        jobs.fetch_in_thread(
+            str(log), archive=str(layout.archive), work=str(layout.work), dataset="quote", day="2024-11-26",
+            symbol="SPXW", expiration="2024-11-26", out=str(out), url="http://127.0.0.1:9", interval="1m",
+            retry=json.dumps(retry), greeks="{}",
+        )  # fmt: skip
+        code = 0
+    except jobs.JobFailed:
+        code = 1
     assert not out.exists()
-    return code, err.getvalue()
+    return code, log.read_text()
 
 
 def test_fetch_job_after_the_marker_exits_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

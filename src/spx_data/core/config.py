@@ -62,11 +62,17 @@ class Config:
     retry: Mapping[str, float]
     greeks: datasets.Greeks = datasets.DEFAULT_GREEKS
     index_symbols: tuple[str, ...] = tuple(DEFAULTS["index_symbols"])
+    queued_requests: int = DEFAULTS["queued_requests"]
     quality: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULTS["quality"]))
 
     @property
     def layout(self) -> Layout:
         return Layout(self.archive, self.work)
+
+    @property
+    def requests_in_flight(self) -> int:
+        """The run-wide `api` cap: the tier's slots, and the requests waiting in the terminal's queue."""
+        return self.api_concurrency + self.queued_requests
 
     def sessions(self) -> list[calendar.Session]:
         return calendar.sessions(self.start, self.end)
@@ -230,6 +236,7 @@ def load(
         max_dte=doc["max_dte"],
         terminal_url=_check_url(doc["terminal_url"], doc["allow_remote_terminal"]),
         api_concurrency=doc["api_concurrency"],
+        queued_requests=doc["queued_requests"],
         archive=paths["archive_dir"],
         work=paths["work_dir"],
         ledger=paths["ledger_path"],

@@ -10,9 +10,11 @@ import argparse
 import contextlib
 import datetime as dt
 import json
+import logging
 import sys
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +24,8 @@ from spx_data.core.errors import PermissionDenied, TerminalUnreachable
 from spx_data.core.paths import Layout, check_date, check_symbol
 from spx_data.fetch import arrow_only, outage
 from spx_data.plan import listing
+
+_log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # imported by the steps that use them (the client brings requests, assembly pyarrow)
     from spx_data.archive.assemble import Source
@@ -94,8 +98,39 @@ def _fetch_failed(layout: Layout, fields: Mapping[str, str | None], e: Exception
         error_class=type(e).__name__, error=str(e),
     )  # fmt: skip
     what = " ".join(v for v in fields.values() if v is not None)
-    print(f"spx-data fetch {what}: {type(e).__name__}: {e}", file=sys.stderr)
+    _log.error("spx-data fetch %s: %s: %s", what, type(e).__name__, e)
     return 1
+
+
+def fetch_in_thread(log: str, **arguments: str | None) -> None:
+    """The fetch job as a `run:` job in Snakemake's own process (`force-use-threads`): no interpreter
+    start per request, which measured as most of a small job's CPU (docs/DESIGN.md §6). The job's
+    log file gets what its process's stderr got; a failed job raises, as a non-zero exit fails it."""
+    with _thread_log(Path(log)):
+        code = fetch(argparse.Namespace(own_process=False, **arguments))
+    if code:
+        raise JobFailed(f"fetch {arguments.get('dataset')} {arguments.get('day')} failed: see {log}")
+
+
+class JobFailed(Exception):
+    """A job run in Snakemake's process failed; its log says why."""
+
+
+@contextlib.contextmanager
+def _thread_log(path: Path) -> Iterator[None]:
+    """This thread's spx_data log records (the client's waits, the job's error) go to `path` only: the
+    other jobs' threads write their own files at the same time."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, mode="w", delay=False)
+    me = threading.get_ident()
+    handler.addFilter(lambda record: record.thread == me)
+    logger = logging.getLogger("spx_data")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
 
 
 def _fetch_index(args: argparse.Namespace, layout: Layout, dataset: datasets.Dataset) -> int:
