@@ -31,6 +31,9 @@ from spx_data.sim import defects
 
 PROJECT = Path(__file__).resolve().parents[1]
 DATASETS = ["quote", "greeks_first_order"]
+ARCHIVED = [*DATASETS, "index_price"]  # the index too: greeks' underlying_price is checked against it
+# A second metric that must see a kind: a jump of greeks' underlying_price leaves the archived index.
+ALSO = {"jump": "index_mismatch_rows"}
 RATES = {
     "crossed": 0.0005, "locked": 0.0005, "zero": 0.0005, "spread": 0.0005, "delta": 0.0005, "iv": 0.0005,
     "greeks_quote": 0.0005, "never_quoted": 0.01, "stale": 0.02, "first_last": 0.01, "iv_error": 0.1,
@@ -70,7 +73,7 @@ def archive(root: Path, url: str, sessions: list[calendar.Session], cores: int) 
     cfg = root / "config.yaml"
     cfg.write_text(yaml.safe_dump({
         "start_date": sessions[0].day.isoformat(), "end_date": sessions[-1].day.isoformat(),
-        "datasets": DATASETS, "terminal_url": url, "archive_dir": str(root / "archive"),
+        "datasets": ARCHIVED, "terminal_url": url, "archive_dir": str(root / "archive"),
         "work_dir": str(root / "work"), "ledger_path": str(root / "ledger.sqlite"),
     }))  # fmt: skip
     cmd = [
@@ -129,7 +132,8 @@ def main() -> None:
     print(f"\n{'kind':<13} {'metric':<24} {'units':>6} {'files':>6} {'flagged':>8} {'missed':>7} "
           f"{'clean FP':>9}")  # fmt: skip
     totals = [0, 0, 0, 0]
-    for kind, (_, metric) in defects.KINDS.items():
+    rows = [(kind, metric) for kind, (_, metric) in defects.KINDS.items()] + list(ALSO.items())
+    for kind, metric in rows:
         files = {(d, day) for (k, d, day), n in truth.items() if k == kind and n}
         units = sum(n for (k, _, _), n in truth.items() if k == kind)
         hit = files & bad[metric]
@@ -137,7 +141,7 @@ def main() -> None:
         totals = [a + b for a, b in zip(totals, row, strict=True)]
         print(f"{kind:<13} {metric:<24} {units:>6} {row[0]:>6} {row[1]:>8} {row[2]:>7} {row[3]:>9}")
     print(f"{'all':<13} {'':<24} {'':>6} {totals[0]:>6} {totals[1]:>8} {totals[2]:>7} {totals[3]:>9}")
-    kind_metrics = {metric for _, metric in defects.KINDS.values()}
+    kind_metrics = {metric for _, metric in rows}
     knock_on = {m: len(v) for m, v in bad.items() if m not in kind_metrics}
     print(f"defect run, flags of metrics no kind targets (knock-on effects): {knock_on or 'none'}")
     other = {m: sorted(v) for m, v in clean.items() if v}

@@ -164,6 +164,10 @@ def mirror_ledger(ok: bool | None) -> None:
         LAYOUT.listing_marker(RUN_ID).unlink(missing_ok=True)  # the listing step's, not a cache
     with Ledger(CFG.ledger, CFG.archive) as ledger:
         ledger.refresh(LAYOUT.outcomes())
+        if ok is not None:  # the run's day-files against their trailing sessions (ledger and footers only)
+            from spx_data.ops import quality
+
+            quality.day_level(CFG, ledger, PLAN.pairs())
 
 
 def refresh_report() -> None:

@@ -177,6 +177,10 @@ def test_day_level_counts_against_the_trailing_median(tmp_path: Path) -> None:
             for metric, value in (("contracts", n), ("expirations", 4), ("rows", n * s.intervals("1m"))):
                 rows.append(("quote", d, metric, value, None, False))
         ledger.set_quality(rows)
+        quality_ops.day_level(cfg, ledger, [("quote", "2024-12-03")])  # a run's end: its days' windows
+        judged = {r["day"] for r in ledger.quality(dataset="quote") if r["metric"] == "contracts_vs_median"}
+        following = sorted(d for d in contracts if d >= "2024-12-03")[:5]  # its window: the next 4 sessions
+        assert judged == set(following) and len(following) >= 2
         quality_ops.day_level(cfg, ledger)
         got = {(r["day"], r["metric"]): (r["value"], r["flag"]) for r in ledger.quality(dataset="quote")}
     # The first three sessions have too little history; the early close (11-29) is not a short day.
@@ -238,6 +242,9 @@ def test_defects_from_the_simulator_are_flagged_end_to_end(
     project.root.mkdir()
     project.write_config(DEMO_RANGE[0], "2024-11-22")
     project.snakemake(cores=2)
+    with sqlite3.connect(project.ledger) as db:  # the run's own record step judged its days already
+        judged = db.execute("SELECT dataset, day FROM quality WHERE metric = 'zero_dte_missing' AND flag")
+        assert len(judged.fetchall()) == 4
     days = _quality(project, "--flagged")
     flags = {(d["dataset"], d["day"]): set(d["flags"]) for d in days}  # type: ignore[arg-type]
     for day in ("2024-11-21", "2024-11-22"):

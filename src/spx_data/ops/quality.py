@@ -54,8 +54,11 @@ def recompute(cfg: Config, ledger: Ledger, dataset: str | None = None, since: st
     return len(days)
 
 
-def day_level(cfg: Config, ledger: Ledger) -> None:
-    """The day-level metrics of every archived day, from the ledger, the footers' sources and listings."""
+def day_level(cfg: Config, ledger: Ledger, days: Iterable[tuple[str, str]] | None = None) -> None:
+    """The day-level metrics of every archived day, from the ledger, the footers' sources and listings;
+    with `days` (the end of a run: the day-files it archived), of those and the sessions whose trailing
+    window holds one of them."""
+    touched = None if days is None else set(days)
     counts: dict[tuple[str, str], dict[str, float]] = {}
     for row in ledger.quality():
         if row["metric"] in _TRAILING and row["value"] is not None:
@@ -66,6 +69,10 @@ def day_level(cfg: Config, ledger: Ledger) -> None:
     for name in sorted({d for d, _ in _archived(ledger, None, None)}):
         days = [day for d, day in _archived(ledger, name, None) if (d, day) in counts]
         for i, day in enumerate(days):
+            if touched is not None and not any(
+                (name, d) in touched for d in days[max(0, i - window) : i + 1]
+            ):
+                continue
             for metric in _TRAILING:
                 past = [_norm(cfg, name, d, metric, counts[(name, d)]) for d in days[max(0, i - window) : i]]
                 ratio = _ratio(_norm(cfg, name, day, metric, counts[(name, day)]), past)
@@ -96,7 +103,7 @@ def _ratio(value: float | None, past: list[float | None]) -> float | None:
 
 def zero_dte_missing(cfg: Config, name: str, day: str) -> float | None:
     """1 when the listing has an SPXW expiration on `day` and the file has no rows of it; None if unknown."""
-    if "SPXW" not in cfg.symbols or name not in datasets.DATASETS:
+    if "SPXW" not in cfg.symbols or name not in datasets.DATASETS or datasets.DATASETS[name].index:
         return None
     found = listing.read(cfg.layout.listing(day))
     if found is None:
