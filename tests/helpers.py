@@ -130,7 +130,9 @@ class Project:
 
     def copy(self, root: Path, url: str) -> Project:
         """The same project under `root` (archive, listings, ledger), talking to the terminal at `url`."""
-        shutil.copytree(self.root / "data", root / "data")
+        # A reader of the shared baseline's ledger may be creating and removing its -wal/-shm right now;
+        # the baseline is never written after it is built, so its ledger file alone is the whole ledger.
+        shutil.copytree(self.root / "data", root / "data", ignore=shutil.ignore_patterns("*-wal", "*-shm"))
         install_clone(root)
         other = Project(root, url)
         other.config_file.write_text(self.config_file.read_text().replace(str(self.root), str(root)))

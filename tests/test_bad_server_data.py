@@ -73,19 +73,26 @@ def test_every_kind_has_a_case() -> None:
 
 
 def run_job(layout: Layout, *argv: str) -> tuple[int, str]:
-    """`python -m spx_data.ops.jobs ...` in-process, as the rules call it: (exit status, stderr)."""
+    """`scripts/assemble.py ...` in-process, as the assemble rule calls it: (exit status, stderr)."""
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         code = jobs.main(["--archive", str(layout.archive), "--work", str(layout.work), *argv])
     return code, err.getvalue()
 
 
-def fetch(layout: Layout, url: str) -> tuple[int, str]:
-    out = layout.ndjson("quote", DAY, "SPXW", EXPIRATION)
-    return run_job(
-        layout, "fetch", "quote", DAY, "SPXW", EXPIRATION, "--out", str(out), "--url", url,
-        "--interval", "1m", "--retry", json.dumps(RETRY),
-    )  # fmt: skip
+def fetch(layout: Layout, url: str, dataset: str = "quote") -> tuple[int, str]:
+    """The fetch job as the rule runs it, in a thread of this process: (exit status, its log)."""
+    log = layout.work / "logs" / "fetch.log"
+    try:
+        jobs.fetch_in_thread(
+            str(log), archive=str(layout.archive), work=str(layout.work), dataset=dataset, day=DAY,
+            symbol="SPXW", expiration=EXPIRATION, out=str(layout.ndjson(dataset, DAY, "SPXW", EXPIRATION)),
+            url=url, interval="1m", retry=json.dumps(RETRY), greeks="{}",
+        )  # fmt: skip
+        code = 0
+    except jobs.JobFailed:
+        code = 1
+    return code, log.read_text()
 
 
 def assemble(layout: Layout) -> tuple[int, str]:
@@ -248,15 +255,11 @@ def test_snakemake_day_fails_on_bad_data_then_a_clean_terminal_fills_it(
 def fetch_and_assemble(layout: Layout, url: str, dataset: str) -> Path:
     """The fetch job (client.fetch_history) then the assemble job (assemble_day), as the rules run them."""
     list_day(layout, url)
-    out = layout.ndjson(dataset, DAY, "SPXW", EXPIRATION)
-    assert run_job(
-        layout, "fetch", dataset, DAY, "SPXW", EXPIRATION, "--out", str(out), "--url", url,
-        "--interval", "1m", "--retry", json.dumps(RETRY),
-    ) == (0, "")  # fmt: skip
+    assert fetch(layout, url, dataset) == (0, "")
     assert run_job(
         layout, "assemble", dataset, DAY, "--interval", "1m", "--symbols", "SPXW", "--max-dte", "0"
     ) == (0, "")
-    return out
+    return layout.ndjson(dataset, DAY, "SPXW", EXPIRATION)
 
 
 @pytest.mark.parametrize("shape", ["date_ms", "date_ms_iso"])

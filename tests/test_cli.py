@@ -116,7 +116,7 @@ def test_config_set_keeps_comments_and_validates(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     text = cfg.read_text()
     assert "api_concurrency: 8" in text
-    assert "# Requests in flight at once; your tier's limit" in text  # comments survive
+    assert "# Requests the terminal serves at once; your tier's limit" in text  # comments survive
     shown = Project(tmp_path, "").cli("config", "show", "--json", "--config-file", str(cfg))
     assert json.loads(shown.stdout)["api_concurrency"] == 8
 

@@ -129,12 +129,18 @@ def test_retry_with_the_shipped_relative_config(
 def test_plain_snakemake_keeps_to_api_concurrency(
     simulator: Callable[..., Simulator], clone: Callable[..., Clone]
 ) -> None:
-    """Defect 2: one setting for the tier; FREE (1) never has two requests in flight under plain snakemake."""
+    """Defect 2: one setting for the tier; FREE (1) never has two requests in flight under plain snakemake
+    unless queued_requests sends them to wait in the terminal's own queue."""
     sim = simulator(tier=8)  # the terminal itself would take 8 at once
-    c = clone(**TWO_DAYS, terminal_url=sim.url, api_concurrency=1)
+    c = clone(**TWO_DAYS, terminal_url=sim.url, api_concurrency=1, queued_requests=0)
     c.snakemake("--cores", "4", check=True)
     stats = sim.stats
     assert stats["peak_active"] == 1, stats
+    queued = simulator(tier=8)
+    c.configure(terminal_url=queued.url, queued_requests=1)
+    shutil.rmtree(c.archive)
+    c.snakemake("--cores", "4", check=True)
+    assert queued.stats["peak_active"] == 2, queued.stats  # 1 served + 1 waiting, on a FREE terminal
 
 
 def test_ctrl_c_stops_cleanly_and_plain_snakemake_resumes(

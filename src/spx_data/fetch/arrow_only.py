@@ -1,9 +1,10 @@
 """Keep pyarrow from importing pandas in a job process that only needs Arrow and numpy.
 
 pyarrow imports pandas, when installed (pandas-market-calendars needs it), on its first numpy
-conversion or `pa.array` call. In a fetch job that import is about 0.2 s of a 0.55 s process, paid
-once per expiration, dataset and day. While pandas is hidden, pyarrow takes the paths it takes when
-pandas is absent; nothing in a fetch job hands it pandas objects.
+conversion or `pa.array` call: about 0.28 s of an assembly process (one per dataset and day), and 0.2 s
+of a fetch job run by hand (`python -m spx_data.ops.jobs fetch`; the workflow's fetch jobs run in
+Snakemake's threads). While pandas is hidden, pyarrow takes the paths it takes when pandas is absent;
+nothing in those jobs hands it pandas objects.
 """
 
 from __future__ import annotations

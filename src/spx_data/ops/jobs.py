@@ -191,6 +191,17 @@ def _index_note(sources: list[Source]) -> str | None:
 
 def assemble(args: argparse.Namespace) -> int:
     """A day's NDJSON files → parquet + sidecar, per the storage contract."""
+    if not args.own_process:
+        return _assemble(args)
+    # Its own process: pyarrow need not import pandas (~0.28 s of each assembly process). The calendar
+    # may need pandas on a cache miss, so it is asked first.
+    with contextlib.suppress(ValueError):
+        session_on(dt.date.fromisoformat(args.day))
+    with arrow_only.pandas_hidden():
+        return _assemble(args)
+
+
+def _assemble(args: argparse.Namespace) -> int:
     from spx_data.archive import crosscheck
     from spx_data.archive.assemble import Source, assemble_day
 
