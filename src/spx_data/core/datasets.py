@@ -157,6 +157,11 @@ _QUOTE = (
     ("bid_size", "size"), ("bid_exchange", "code"), ("bid", "price"), ("bid_condition", "code"),
     ("ask_size", "size"), ("ask_exchange", "code"), ("ask", "price"), ("ask_condition", "code"),
 )  # fmt: skip
+# A bar's prices and counts, shared by the intraday ohlc answer and the end-of-day report.
+_BAR = (
+    ("open", "price"), ("high", "price"), ("low", "price"), ("close", "price"),
+    ("volume", "size"), ("count", "size"),
+)  # fmt: skip
 _GREEKS_TAIL = (("iv_error", "float"), ("underlying_timestamp", "timestamp"), ("underlying_price", "price"))
 _GREEKS_2020 = dt.date(2020, 1, 1)
 _OPTIONS_2012 = dt.date(2012, 6, 1)
@@ -181,16 +186,7 @@ DATASETS: dict[str, Dataset] = {
         Dataset(
             "ohlc",
             "/option/history/ohlc",
-            (
-                ("timestamp", "timestamp"),
-                ("open", "price"),
-                ("high", "price"),
-                ("low", "price"),
-                ("close", "price"),
-                ("volume", "size"),
-                ("count", "size"),
-                ("vwap", "price"),
-            ),
+            (("timestamp", "timestamp"), *_BAR, ("vwap", "price")),
             True,
             False,
             False,
@@ -211,17 +207,7 @@ DATASETS: dict[str, Dataset] = {
         Dataset(
             "eod",
             "/option/history/eod",
-            (
-                ("created", "timestamp"),
-                ("last_trade", "timestamp"),
-                ("open", "price"),
-                ("high", "price"),
-                ("low", "price"),
-                ("close", "price"),
-                ("volume", "size"),
-                ("count", "size"),
-            )
-            + _QUOTE[1:],
+            (("created", "timestamp"), ("last_trade", "timestamp"), *_BAR, *_QUOTE[1:]),
             False,
             True,
             True,
