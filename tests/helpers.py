@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -14,6 +15,9 @@ from pathlib import Path
 
 import yaml
 
+from spx_data.core.paths import Layout
+from spx_data.ops import jobs
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv's console scripts: spx-data, snakemake
 DEMO_RANGE = ("2024-11-21", "2024-12-05")  # 10 sessions: holiday 11-28, early close 11-29
@@ -22,6 +26,22 @@ FAST_RETRY = {
     "connect_timeout": 2, "read_timeout": 1.5, "disconnected_max_wait": 30,
     "starting_wait_min": 0.1, "starting_wait_max": 0.3,
 }  # fmt: skip
+
+
+def fetch_as_the_rule_does(
+    layout: Layout, url: str, retry: dict[str, float], dataset: str, day: str, symbol: str, expiration: str
+) -> tuple[int, str]:
+    """One fetch job as rules/fetch.smk runs it, in a thread of this process: (exit status, its log)."""
+    log = layout.work / "logs" / "fetch.log"
+    try:
+        jobs.fetch_in_thread(
+            str(log), archive=str(layout.archive), work=str(layout.work), dataset=dataset, day=day,
+            symbol=symbol, expiration=expiration, out=str(layout.ndjson(dataset, day, symbol, expiration)),
+            url=url, interval="1m", retry=json.dumps(retry), greeks="{}",
+        )  # fmt: skip
+    except jobs.JobFailed:
+        return 1, log.read_text()
+    return 0, log.read_text()
 
 
 def workflow_files() -> list[str]:

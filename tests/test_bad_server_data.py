@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import requests
-from helpers import FAST_RETRY, Project
+from helpers import FAST_RETRY, Project, fetch_as_the_rule_does
 
 from spx_data.core import outcomes
 from spx_data.core.datasets import get
@@ -81,18 +81,7 @@ def run_job(layout: Layout, *argv: str) -> tuple[int, str]:
 
 
 def fetch(layout: Layout, url: str, dataset: str = "quote") -> tuple[int, str]:
-    """The fetch job as the rule runs it, in a thread of this process: (exit status, its log)."""
-    log = layout.work / "logs" / "fetch.log"
-    try:
-        jobs.fetch_in_thread(
-            str(log), archive=str(layout.archive), work=str(layout.work), dataset=dataset, day=DAY,
-            symbol="SPXW", expiration=EXPIRATION, out=str(layout.ndjson(dataset, DAY, "SPXW", EXPIRATION)),
-            url=url, interval="1m", retry=json.dumps(RETRY), greeks="{}",
-        )  # fmt: skip
-        code = 0
-    except jobs.JobFailed:
-        code = 1
-    return code, log.read_text()
+    return fetch_as_the_rule_does(layout, url, RETRY, dataset, DAY, "SPXW", EXPIRATION)
 
 
 def assemble(layout: Layout) -> tuple[int, str]:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import pytest
-from helpers import FAST_RETRY
+from helpers import FAST_RETRY, fetch_as_the_rule_does
 
 from spx_data.core import outcomes
 from spx_data.core.errors import TerminalUnreachable
 from spx_data.core.paths import Layout
 from spx_data.fetch import outage
-from spx_data.ops import jobs
 
 
 def test_marker_belongs_to_its_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -31,21 +29,12 @@ def test_marker_belongs_to_its_run(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def fetch_job(layout: Layout, retry: dict[str, float]) -> tuple[int, str]:
-    """One fetch job as the rule runs it (a thread of this process), against a port where nothing listens:
-    its exit code and its log file."""
-    out = layout.ndjson("quote", "2024-11-26", "SPXW", "2024-11-26")
-    log = layout.work / "logs" / "fetch.log"
-    try:
-        jobs.fetch_in_thread(
-            str(log), archive=str(layout.archive), work=str(layout.work), dataset="quote", day="2024-11-26",
-            symbol="SPXW", expiration="2024-11-26", out=str(out), url="http://127.0.0.1:9", interval="1m",
-            retry=json.dumps(retry), greeks="{}",
-        )  # fmt: skip
-        code = 0
-    except jobs.JobFailed:
-        code = 1
-    assert not out.exists()
-    return code, log.read_text()
+    """One fetch job as the rule runs it, against a port where nothing listens: its exit code and its log."""
+    code, log = fetch_as_the_rule_does(
+        layout, "http://127.0.0.1:9", retry, "quote", "2024-11-26", "SPXW", "2024-11-26"
+    )
+    assert not layout.ndjson("quote", "2024-11-26", "SPXW", "2024-11-26").exists()
+    return code, log
 
 
 def test_fetch_job_after_the_marker_exits_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
