@@ -1,4 +1,6 @@
-"""Job bodies the Snakemake rules run (`python -m spx_data.ops.jobs fetch|assemble ...`).
+"""Job bodies the Snakemake rules run: a fetch in a thread of Snakemake's process (`fetch_in_thread`),
+an assembly as its own process (`scripts/assemble.py`); `python -m spx_data.ops.jobs fetch|assemble ...`
+runs either by hand.
 
 Each job does one step through the package and leaves an outcome event for the ledger; it never
 opens SQLite. Exit status is what Snakemake sees: 0 only when the outputs are complete and valid.
