@@ -199,3 +199,12 @@ def test_requests_in_flight_equal_a_brute_force_count() -> None:
         samples = np.linspace(mid - width / 2, mid + width / 2, 20_001)
         count = ((starts[:, None] <= samples) & (samples < (starts + took)[:, None])).sum(axis=0)
         assert b == pytest.approx(count.mean(), rel=1e-3, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    "days", [["2024-12-20", "2024-12-23", "2024-12-27"], ["2024-11-21", "2024-12-05"], []]
+)
+def test_the_coverage_chart_draws_any_range(days: list[str]) -> None:
+    """A range inside one month has no month start to label (it once raised inside matplotlib)."""
+    svg = html_report.heatmap_svg(days, {"quote": {d: "archived" for d in days}})
+    assert svg.startswith("<svg")

@@ -231,7 +231,8 @@ def heatmap_svg(days: Sequence[str], classes: dict[str, dict[str, str]]) -> str:
         months = [
             (_column(dt.date(years[0], m, 1)), dt.date(2025, m, 1).strftime("%b")) for m in range(1, 13)
         ]
-        ax.set_xticks(*zip(*[(c, name) for c, name in months if first <= c <= last], strict=True))
+        shown = [(c, name) for c, name in months if first <= c <= last]  # none: a range within a month
+        ax.set_xticks([c for c, _ in shown], [name for _, name in shown])
         ax.tick_params(length=0)
         ax.spines[:].set_visible(False)
         total = Counter(cls.values())
