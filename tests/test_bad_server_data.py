@@ -23,6 +23,7 @@ from spx_data.core.datasets import get
 from spx_data.core.paths import Layout
 from spx_data.fetch.client import ThetaClient
 from spx_data.fetch.retry import RetryPolicy
+from spx_data.ndjson import parsed
 from spx_data.ops import jobs
 from spx_data.plan import listing
 from spx_data.sim import bad_data as bd
@@ -158,7 +159,9 @@ def test_assemble_job_rejects_a_bad_source_that_got_past_the_client(
 
     code, stderr = assemble(layout)
     assert code == 1 and re.search(f"ValidationError: .*{ASSEMBLE_ERRORS[kind]}", stderr), stderr
-    assert [p.name for p in final_files(layout)] == [source.name]  # no parquet, sidecar or temp file
+    # No parquet, sidecar or temp file. The fetch's parsed copy of the clean answer stays unused: it
+    # does not belong to the corrupted file (had assembly read it, the day would have archived).
+    assert [p.name for p in final_files(layout)] == [parsed.path_for(source).name, source.name]
     [failed] = events(layout, "assemble")
     assert (failed["status"], failed["error_class"]) == ("failed", "ValidationError")
 

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.json as pj
 import pytest
 import requests
 import responses
@@ -34,6 +36,8 @@ from spx_data.fetch import client as client_mod
 from spx_data.fetch.client import FetchResult, ListedExpiration, NoData, ThetaClient
 from spx_data.fetch.retry import RetryPolicy
 from spx_data.ndjson import check as ndjson_check
+from spx_data.ndjson import parsed
+from spx_data.ndjson.contract import row_schema
 
 BASE = "http://127.0.0.1:25503"
 QUOTE = get("quote")
@@ -160,7 +164,10 @@ def test_ok_writes_validated_file_and_counts(
     res = fetch(make_client(clock), dest, expected_contracts=4, rows_per_contract=5)
     assert (res.status, res.http_status, res.rows, res.contracts, res.attempts) == ("ok", 200, 20, 4, 1)
     assert res.bytes == len(BODY) and res.sha256 == hashlib.sha256(BODY).hexdigest()
-    assert dest.read_bytes() == BODY and leftovers(dest.parent) == ["q.ndjson"]
+    assert dest.read_bytes() == BODY and leftovers(dest.parent) == ["q.arrow", "q.ndjson"]
+    strict = pj.read_json(dest, parse_options=pj.ParseOptions(explicit_schema=row_schema(QUOTE)))
+    kept = parsed.batches(dest, row_schema(QUOTE))
+    assert kept is not None and pa.Table.from_batches(list(kept)).equals(strict)  # the check's parse, kept
     params = rsps.calls[0].request.params
     assert params == {"symbol": "SPXW", "expiration": "20240105", "date": "20240105", "interval": "1m",
                       "start_time": "09:30:00", "end_time": "16:00:00", "format": "ndjson"}  # fmt: skip
@@ -445,7 +452,7 @@ def test_connection_reset_mid_stream_is_retried(
     res = fetch(make_client(clock), dest, expected_contracts=4, rows_per_contract=5)
     assert (res.attempts, res.rows) == (2, 20)
     assert dest.read_bytes() == BODY and res.sha256 == hashlib.sha256(BODY).hexdigest()
-    assert leftovers(tmp_path) == ["q.ndjson"]
+    assert leftovers(tmp_path) == ["q.arrow", "q.ndjson"]
 
 
 def test_connection_reset_mid_stream_never_left_on_disk(
@@ -852,7 +859,7 @@ def test_fetch_history_date_and_ms_of_day_and_mixed(
     with pytest.raises(BadResponse, match=r"after 3 tries: MixedTimeColumns: .*mixed time columns") as err:
         fetch(make_client(clock), tmp_path / "m.ndjson", expected_contracts=4, rows_per_contract=5)
     assert isinstance(err.value.__cause__, ndjson_check.MixedTimeColumns)
-    assert leftovers(tmp_path) == ["q.ndjson"]
+    assert leftovers(tmp_path) == ["q.arrow", "q.ndjson"]  # no copy of the refused answer
 
 
 # Row 17 of a whole session of 4 contracts gets `edit`; the body's other rows carry `date` as in `first`.

@@ -15,6 +15,8 @@ from spx_data.ops import estimate
 from spx_data.plan import listing
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
+# The work dir holds each answer in flight as NDJSON and as its parsed copy.
+WORK_BYTES_PER_ROW = estimate.NDJSON_BYTES_PER_ROW + estimate.PARSED_BYTES_PER_ROW
 DAY, EARLY = "2024-11-27", "2024-11-29"  # a regular session (391 1m bars) and an early close (226)
 
 
@@ -28,7 +30,7 @@ def test_without_listings_or_ledger_the_typical_day_is_assumed(tmp_path: Path) -
     got = estimate.estimate(c, [("quote", DAY)])
     rows = estimate.TYPICAL_CONTRACTS * 391
     assert (got.targets, got.requests, got.rows) == (1, estimate.TYPICAL_EXPIRATIONS, rows)
-    assert got.disk_bytes == round(rows * (estimate.PARQUET_BYTES_PER_ROW + estimate.NDJSON_BYTES_PER_ROW))
+    assert got.disk_bytes == round(rows * (estimate.PARQUET_BYTES_PER_ROW + WORK_BYTES_PER_ROW))
     assert got.seconds == estimate.TYPICAL_EXPIRATIONS * estimate.SECONDS_PER_REQUEST["default"] / 2
 
 
@@ -42,7 +44,7 @@ def test_cached_listings_and_archived_bytes_per_row_are_used(tmp_path: Path) -> 
     got = estimate.estimate(c, [("quote", DAY), ("quote", EARLY)])
     # DAY: its own listing (SPXW only: 1 expiration, 100 contracts); EARLY: the mean of the cached ones
     assert got.requests == 2 and got.rows == 100 * 391 + 100 * 226
-    ndjson_peak = (100 * 391 + 100 * 226) * estimate.NDJSON_BYTES_PER_ROW  # both days fit in flight
+    ndjson_peak = (100 * 391 + 100 * 226) * WORK_BYTES_PER_ROW  # both days fit in flight
     assert got.disk_bytes == round((100 * 391 + 100 * 226) * 5.0 + ndjson_peak)
 
 

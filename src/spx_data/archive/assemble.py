@@ -2,12 +2,15 @@
 
 Sources are parsed one at a time against an explicit schema of the raw JSON types, batch by batch,
 so memory is bounded by the largest expiration rather than the day. The reference parser is pyarrow's
-strict JSON reader (unexpected fields refused). DuckDB's `read_json` on one thread is tried first, as
-it parses ~2x faster, and its rows are kept only when ndjson.duckdb_read proves them equal to what the
-strict reader gives; otherwise, and on any error, the file is read again strictly, so the result and
-every error message are the strict reader's. Each expiration is converted to the archive schema
-(docs/DESIGN.md §3), validated, sorted by (right, strike, timestamp) and written as its own row group(s).
-The written file is re-read and checked before it is renamed into place; the sidecar comes last.
+strict JSON reader (unexpected fields refused). Two cheaper readers are tried first: the fetch check's
+own parse of the answer (ndjson.parsed: the same reader's rows, kept while fetching, used when its
+sha256 link to the file holds), then DuckDB's `read_json` on one thread (~2x faster than the strict
+reader), whose rows are kept only when ndjson.duckdb_read proves them equal to the strict reader's.
+Otherwise, and on any error, the file is read again strictly, so the result and every error message
+are the strict reader's; the file depends on the rows alone, not on which reader gave them.
+Each expiration is converted to the archive schema (docs/DESIGN.md §3), validated, sorted by
+(right, strike, timestamp) and written as its own row group(s). The written file is re-read and
+checked before it is renamed into place; the sidecar comes last.
 
 Rows are sorted and checked by one int64 key per row (archive/rowkey.py). An index series (no contract
 columns, one source per symbol) takes the same path with its key the time of day alone.
@@ -43,6 +46,7 @@ from spx_data.core.errors import ValidationError
 from spx_data.core.validate import iso_date
 from spx_data.ndjson import check as ndjson_check
 from spx_data.ndjson import duckdb_read as ndjson_duckdb
+from spx_data.ndjson import parsed as ndjson_parsed
 from spx_data.ndjson.contract import DATE_PATTERN, TIMESTAMP_PATTERN, row_schema
 
 API_VERSION = "v3"
@@ -119,6 +123,8 @@ def assemble_day(
             sidecar_path.unlink(missing_ok=True)
             parquet_path.unlink(missing_ok=True)
         raise
+    for src in ordered:  # archived: the parsed copies are spent (Snakemake removes the NDJSON)
+        ndjson_parsed.discard(src.path)
     status: Literal["success", "no_data"] = "success" if ordered else "no_data"
     metrics = tuple(acc.metrics()) if acc is not None else ()
     return AssembleResult(status, rows, size, digest, time.perf_counter() - start, metrics)
@@ -352,18 +358,30 @@ def _convert_all(blocks: Iterator[pa.RecordBatch], job: _Job) -> list[_Batch]:
     return batches
 
 
+def _kept_blocks(job: _Job) -> Iterator[pa.RecordBatch] | None:
+    """The fetch check's parse of the source (ndjson.parsed), when it provably belongs to the file."""
+    schema = row_schema(job.dataset, _date_variant(job.src.path, job.dataset))
+    return ndjson_parsed.batches(job.src.path, schema)
+
+
 def _load(job: _Job, symbols: pa.Array, fast: ndjson_duckdb.Reader) -> pa.Table:
-    """The source's rows in the archive schema, validated and sorted by (right, strike, timestamp)."""
+    """The source's rows in the archive schema, validated and sorted by (right, strike, timestamp).
+
+    Rows come from the first reader that can give the strict reader's rows: the fetch's parsed copy,
+    DuckDB with its proof, else the strict reader itself, whose result or error is then the answer."""
     batches: list[_Batch] | None = None
-    blocks = _fast_blocks(job, fast)
-    if blocks is not None:
+    for reader in (_kept_blocks, lambda j: _fast_blocks(j, fast)):
+        blocks = reader(job)
+        if blocks is None:
+            continue
         try:
             batches = _convert_all(blocks, job)
-        except (ValidationError, ndjson_duckdb.NotProven) as e:
-            log.debug("%s: read again with the strict reader (%s)", job.src.path, e)
-            job.parsed.clear()  # read it again strictly: its result or error is the answer
+            break
+        except (ValidationError, ndjson_duckdb.NotProven, pa.ArrowException) as e:
+            log.debug("%s: read again (%s)", job.src.path, e)
+            job.parsed.clear()
         finally:
-            blocks.close()
+            getattr(blocks, "close", lambda: None)()
     if batches is None:
         batches = _convert_all(_blocks(job), job)
     key = np.concatenate([b.key for b in batches])
@@ -377,10 +395,10 @@ def _load(job: _Job, symbols: pa.Array, fast: ndjson_duckdb.Reader) -> pa.Table:
     columns = _key_columns(job.src, symbols, key, schema)
     for name in schema.names[len(columns) :]:
         chunks = [b.values.pop(name) for b in batches]  # popped: unsorted copies die one column at a time
-        if order is None:
-            columns.append(pa.chunked_array([_fixed(schema.field(name).type, c) for c in chunks]))
-        else:
-            columns.append(_fixed(schema.field(name).type, np.concatenate(chunks)[order]))
+        # One contiguous array either way: the parquet writer's pages follow the input's chunks, and the
+        # file must not depend on which reader cut the source into which batches.
+        data = np.concatenate(chunks)
+        columns.append(_fixed(schema.field(name).type, data if order is None else data[order]))
     return pa.Table.from_arrays(columns, schema=schema)
 
 

@@ -14,6 +14,7 @@ it is alive and the status would answer at once; it is retried as transient, spe
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import io
 import json
@@ -55,6 +56,7 @@ from spx_data.fetch.retry import (
     fatal_error,
     wait_notice,
 )
+from spx_data.ndjson import parsed
 from spx_data.ndjson.check import Counts, Expected, TornBody, check_ndjson, complete_row
 
 __all__ = ["FetchResult", "ListedExpiration", "NoData", "RetryPolicy", "ThetaClient"]
@@ -189,7 +191,7 @@ class ThetaClient:
         timeout = (self._policy.connect_timeout, read_timeout)
         dest.parent.mkdir(parents=True, exist_ok=True)
         with _PartFile(dest) as out:
-            counts = self._fetch_validated(dataset, url, params, expected, out, budget, timeout)
+            counts = self._fetch_validated(dataset, url, params, expected, out, budget, timeout, dest)
             size, digest = out.commit(dest)
         if isinstance(counts, NoData):
             code = NO_DATA if counts.reason == NO_DATA_472 else 200
@@ -207,8 +209,10 @@ class ThetaClient:
         out: _PartFile,
         budget: Budget,
         timeout: tuple[float, float],
+        dest: Path,
     ) -> Counts | NoData:
-        """Fetch all parts and validate the whole; a bad body is re-asked, bounded."""
+        """Fetch all parts and validate the whole; a bad body is re-asked, bounded. The rows the check
+        parsed are kept beside `dest` for assembly (`ndjson.parsed`), committed before the NDJSON is."""
         full = _full_url(url, params)
         tries = 0
         while True:
@@ -218,7 +222,9 @@ class ThetaClient:
                 if none := self._fetch_parts(url, params, out, budget, timeout):
                     return none
                 out.flush()
-                return check_ndjson(out.path, dataset, expected)
+                size, digest = out.summary()
+                keep = functools.partial(parsed.Writer, dest, sha256=digest, size=size)
+                return check_ndjson(out.path, dataset, expected, keep=keep)
             except BadResponse as exc:
                 cause = f"{type(exc).__name__}: {exc}"
                 if tries >= self._policy.bad_response_attempts:
@@ -433,6 +439,10 @@ class _PartFile:
 
     def flush(self) -> None:
         self._file.flush()
+
+    def summary(self) -> tuple[int, str]:
+        """(bytes, sha256) of what was written so far."""
+        return self._file.tell(), self._hash.hexdigest()
 
     def commit(self, dest: Path) -> tuple[int, str]:
         """fsync and rename to `dest`; (bytes, sha256)."""

@@ -15,12 +15,13 @@ for the whole answer. A row lacking that shape's columns but carrying the other'
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import re
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ import pyarrow.json as pj
 from spx_data.core.datasets import RIGHTS, Dataset
 from spx_data.core.errors import BadResponse
 from spx_data.ndjson.contract import DATE_PATTERN, TIMESTAMP_PATTERN, row_schema
+from spx_data.ndjson.parsed import Writer
 
 BLOCK_SIZE = 1 << 20  # a block holds whole lines; a longer line is not an answer row
 MAX_WORKERS = 4  # caps memory: about (workers + 2) blocks and their parsed tables are alive at once
@@ -109,10 +111,19 @@ def complete_row(line: bytes) -> bool:
         return False
 
 
-def check_ndjson(path: Path, dataset: Dataset, expected: Expected, *, workers: int | None = None) -> Counts:
+def check_ndjson(
+    path: Path,
+    dataset: Dataset,
+    expected: Expected,
+    *,
+    workers: int | None = None,
+    keep: Callable[[pa.Schema], Writer] | None = None,
+) -> Counts:
     """Validate a whole answer file; raise BadResponse (TornBody when cut mid-line) naming the problem.
 
-    A missing final newline is accepted when the last line is a complete row (`complete_row`)."""
+    A missing final newline is accepted when the last line is a complete row (`complete_row`).
+    `keep`: opens the answer's parsed copy (`ndjson.parsed`) for the rows' schema; the parsed blocks
+    go to it in file order, and it is committed only when the answer passed."""
     if path.stat().st_size == 0:
         raise BadResponse("empty 200 body")
     with path.open("rb") as f:
@@ -122,8 +133,12 @@ def check_ndjson(path: Path, dataset: Dataset, expected: Expected, *, workers: i
         f.seek(0)
         checker = _BlockChecker(dataset, expected, date_type_of(first_line(f), dataset))
         f.seek(0)
-        seen = _scan(f, checker, workers or default_workers())
-    return _check_keys(seen, expected, checker.timed)
+        with keep(checker.schema) if keep else contextlib.nullcontext() as copy:
+            seen = _scan(f, checker, workers or default_workers(), copy)
+            counts = _check_keys(seen, expected, checker.timed)
+            if copy is not None:
+                copy.commit()
+    return counts
 
 
 def first_line(f: BinaryIO) -> bytes:
@@ -192,21 +207,26 @@ def _fmt_ms(ms: int) -> str:
 
 @dataclass(frozen=True)
 class _BlockResult:
-    """Each row's key: contract (strike thousandths * 2 + is_put) and `timestamp` (naive ms, else 0)."""
+    """Each row's key: contract (strike thousandths * 2 + is_put) and `timestamp` (naive ms, else 0);
+    the parsed rows while they wait for the parsed copy (None: not as assembly's strict reader reads them)."""
 
     code: np.ndarray
     time: np.ndarray
+    table: pa.Table | None = None
 
 
-_NO_ROWS = _BlockResult(np.empty(0, np.int64), np.empty(0, np.int64))
+_NO_ROWS = _BlockResult(np.empty(0, np.int64), np.empty(0, np.int64), pa.table({}))
 
 
 class _BlockChecker:
     """Checks one block of whole lines; thread-safe (holds only immutable settings)."""
 
     def __init__(self, dataset: Dataset, expected: Expected, date_type: pa.DataType | None = None) -> None:
-        schema = row_schema(dataset, date_type)
-        self._parse = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+        self.schema = row_schema(dataset, date_type)
+        # Assembly's strict reader refuses unexpected fields; this check tolerates them (they are read
+        # strictly first, and only a block that has some is read again leniently, and not kept).
+        self._strict = pj.ParseOptions(explicit_schema=self.schema, unexpected_field_behavior="error")
+        self._parse = pj.ParseOptions(explicit_schema=self.schema, unexpected_field_behavior="ignore")
         self._expected = expected
         self.timed = "timestamp" in dataset.column_names  # rows are keyed by time too
         self._date_ms = date_type is not None
@@ -222,27 +242,37 @@ class _BlockChecker:
         """Check a block whose first line is number `line` of the file."""
         where = f"bytes {offset}-{offset + len(block)}"
         try:
-            table = self._read(block)
+            table, strict = self._read(block)
             if table.num_rows == 0:  # blank lines only
                 return _NO_ROWS
-            return self._check(table, block)
+            code, time = self._check(table, block)
+            return _BlockResult(code, time, table if strict else None)
         except _RowError as exc:
             raise exc.kind(f"{where}: {exc} (line {_line_of(block, line, exc.row)})") from None
         except BadResponse as exc:
             raise BadResponse(f"{where}: {exc}") from None
 
-    def _read(self, block: memoryview) -> pa.Table:
+    def _read(self, block: memoryview) -> tuple[pa.Table, bool]:
+        """The block's rows, and whether they are as the strict reader reads them (no unexpected field)."""
         options = pj.ReadOptions(use_threads=False, block_size=len(block) + 1)
         try:
-            return pj.read_json(
+            table = pj.read_json(
+                pa.BufferReader(block), read_options=options, parse_options=self._strict, memory_pool=_POOL
+            )
+            return table, True
+        except pa.ArrowException:
+            pass
+        try:
+            table = pj.read_json(
                 pa.BufferReader(block), read_options=options, parse_options=self._parse, memory_pool=_POOL
             )
+            return table, False
         except pa.ArrowException as exc:
             row = _PARSE_ROW.search(str(exc))
             message = f"not NDJSON of the expected types: {exc}"
             raise (_RowError(message, int(row[1])) if row else BadResponse(message)) from None
 
-    def _check(self, table: pa.Table, block: memoryview) -> _BlockResult:
+    def _check(self, table: pa.Table, block: memoryview) -> tuple[np.ndarray, np.ndarray]:
         for name, column in zip(table.column_names, table.columns, strict=True):
             if column.null_count:
                 row = int(np.flatnonzero(column.is_null().to_numpy())[0])
@@ -268,10 +298,10 @@ class _BlockChecker:
         if self._date_ms:
             time = self._date_times(table["date"].combine_chunks(), table["ms_of_day"].to_numpy())
         if index:  # one series: keyed by time alone
-            return _BlockResult(np.zeros(table.num_rows, np.int64), time)
+            return np.zeros(table.num_rows, np.int64), time
         strike = table["strike"].to_numpy()
         code = np.rint(strike * 1000).astype(np.int64) * 2 + pc.equal(table["right"], "PUT").to_numpy()
-        return _BlockResult(code, time)
+        return code, time
 
     def _times(self, values: pa.Array, indices: np.ndarray) -> np.ndarray:
         """Naive ms of distinct timestamp texts, checked against the expected day and window."""
@@ -393,18 +423,25 @@ def _row_line(block: memoryview, row: int) -> tuple[int, bytes]:
     return 0, b""
 
 
-def _scan(f: BinaryIO, checker: _BlockChecker, workers: int) -> list[_BlockResult]:
-    """Run the checker over all blocks with at most `workers` + 1 queued, merging in file order."""
+def _scan(f: BinaryIO, checker: _BlockChecker, workers: int, keep: Writer | None) -> list[_BlockResult]:
+    """Run the checker over all blocks with at most `workers` + 1 queued, merging in file order; each
+    block's rows go to `keep` as they come, so only the keys stay."""
     seen: list[_BlockResult] = []
+
+    def merge(result: _BlockResult) -> None:
+        if keep is not None and (result.table is None or result.table.num_rows):
+            keep.add(result.table)
+        seen.append(_BlockResult(result.code, result.time))
+
     with ThreadPoolExecutor(workers, thread_name_prefix="ndjson-check") as pool:
         pending: deque[Future[_BlockResult]] = deque()
         try:
             for offset, line, block in _line_blocks(f):
                 pending.append(pool.submit(checker, block, offset, line))
                 while len(pending) > workers or (pending and pending[0].done()):
-                    seen.append(pending.popleft().result())
+                    merge(pending.popleft().result())
             while pending:
-                seen.append(pending.popleft().result())
+                merge(pending.popleft().result())
         finally:
             for future in pending:
                 future.cancel()

@@ -22,6 +22,7 @@ TYPICAL_EXPIRATIONS = 70  # thetadata-v3.md: 55–85 expirations a day over SPX 
 TYPICAL_CONTRACTS = 28_000  # 20–35 thousand contracts a day
 PARQUET_BYTES_PER_ROW = 14.0  # zstd parquet of 1-minute rows, before the archive has its own mean
 NDJSON_BYTES_PER_ROW = 300.0  # temporary NDJSON while a day is in flight
+PARSED_BYTES_PER_ROW = 175.0  # its parsed copy (ndjson/parsed.py), measured 0.46-0.60x the NDJSON
 SECONDS_PER_REQUEST = {"greeks": 3.0, "default": 1.4}  # p90 server time per request (thetadata-v3.md)
 DAYS_IN_FLIGHT = 2  # NDJSON of about this many days exists at once during a run
 RECENT_LISTED = 20  # listed days whose median sizes a day not listed yet
@@ -32,7 +33,7 @@ class Estimate:
     targets: int
     requests: int
     rows: int
-    disk_bytes: int  # archive growth plus the NDJSON peak of the days in flight
+    disk_bytes: int  # archive growth plus the NDJSON (and parsed copy) peak of the days in flight
     seconds: float
     sized_from: str  # what the sizes of days without a listing rest on
 
@@ -76,7 +77,7 @@ def estimate(cfg: Config, pairs: Iterable[tuple[str, str]]) -> Estimate:
         requests += round(exps)
         rows += round(day_rows)
         disk += day_rows * per_row.get(ds, PARQUET_BYTES_PER_ROW)
-        peak_ndjson.append(day_rows * NDJSON_BYTES_PER_ROW)
+        peak_ndjson.append(day_rows * (NDJSON_BYTES_PER_ROW + PARSED_BYTES_PER_ROW))
         kind = "greeks" if ds.startswith("greeks") else "default"
         seconds += exps * SECONDS_PER_REQUEST[kind] / max(1, cfg.api_concurrency)
     disk += sum(sorted(peak_ndjson, reverse=True)[: DAYS_IN_FLIGHT * max(1, len(cfg.datasets))])
