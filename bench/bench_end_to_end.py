@@ -10,6 +10,10 @@ rows and its ratio against the lean client. spx-data's peak RSS per job kind (li
 and of Snakemake itself is sampled from the process tree at 10 Hz; its CPU-seconds are those of
 Snakemake and every job (children's rusage); a baseline reports its own.
 
+With --latency-scale S (> 0) the simulator holds each request in one of --threads slots for a vendor-like
+service time (sim/latency.py, the vendor's p90 per endpoint × S), as a real terminal makes requests wait:
+then what counts is how busy a downloader keeps the slots, not how fast it parses.
+
     .venv/bin/python bench/bench_end_to_end.py [--sessions 2] [--start 2024-11-25] [--cores 2]
         [--chain full] [--threads 4] [--no-pandas]
 """
@@ -217,6 +221,22 @@ def run_baseline(script: str, url: str, days: list[calendar.Session], out: Path,
     return Cost(script, got["rows"], wall, cpu, got["peak_rss"])
 
 
+LATENCY_HELP = "the simulator's vendor-p90 latency model times this (0: none, answers as fast as it can)"
+
+
+def latency_args(scale: float, slots: int) -> tuple[str, ...]:
+    """Simulator arguments: every request holds one of `slots` for a vendor-like time (sim/latency.py)."""
+    if scale <= 0:
+        return ()
+    return ("--latency", "vendor-p90", "--latency-scale", str(scale), "--tier", str(slots))
+
+
+def latency_text(scale: float, slots: int) -> str:
+    if scale <= 0:
+        return "terminal: no latency model (each answer as fast as the simulator makes it: CPU-bound)"
+    return f"terminal: vendor-p90 latency × {scale}, {slots} slots (what a real terminal's requests wait)"
+
+
 def sessions(start: str, n: int) -> list[calendar.Session]:
     first = dt.date.fromisoformat(start)
     return calendar.sessions(first, first + dt.timedelta(days=2 * n + 14))[:n]
@@ -230,11 +250,13 @@ def main() -> None:
     ap.add_argument("--chain", default="full", choices=list(ch.SIZES), help="smaller for a smoke test")
     ap.add_argument("--threads", type=int, default=4, help="the lean client's threads (api_concurrency)")
     ap.add_argument("--no-pandas", action="store_true", help="skip the naive pandas script (GBs of RAM)")
+    ap.add_argument("--latency-scale", type=float, default=0.0, help=LATENCY_HELP)
     args = ap.parse_args()
     first = sessions(args.start, args.sessions)
     print(describe("snakemake", "pyarrow", "requests", "numpy", "pandas"))
     print(f"{len(first)} sessions from {first[0].day}, {args.chain} chain, {' + '.join(DATASETS)}, 1m")
-    with simulator(chain=args.chain) as (url, _):
+    print(latency_text(args.latency_scale, args.threads))
+    with simulator(*latency_args(args.latency_scale, args.threads), chain=args.chain) as (url, _):
         base_s, base_rows, base_bytes = serve_only(url, first, args.chain)
         mib = base_bytes / 2**20
         print(
