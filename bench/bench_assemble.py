@@ -11,6 +11,10 @@ start and the end. CPU seconds are the steadier measure.
 `--quality` also measures assembly with the quality pass off (assemble_day(thresholds=None)), alternating
 with the default run, and prints the pass's cost in time and peak RSS (issue 13: <= 15% and <= 10%).
 
+`--parsed` also measures assembly reading the fetch check's parsed copies (ndjson/parsed.py: parse once),
+made by a child before each such run (not timed), alternating with the default run (which parses the
+NDJSON with DuckDB), and checks that both write byte-identical parquet files.
+
 `--reference FILE` also measures another assemble.py (e.g. a copy of the one before a change),
 alternating runs with the current one, and checks that both write byte-identical parquet files.
 
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import hashlib
 import importlib.util
 import json
@@ -166,6 +171,22 @@ def child_assemble(
             "bytes": result.bytes, "sha256": result.sha256}  # fmt: skip
 
 
+def child_keep(manifest: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fetch check over each file, keeping its parse as the client does (for `--parsed`)."""
+    from spx_data.core import datasets
+    from spx_data.ndjson import check, parsed
+
+    for m in manifest:
+        path = Path(str(m["path"]))
+        with open(path, "rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+        keep = functools.partial(parsed.Writer, path, sha256=digest, size=path.stat().st_size)
+        check.check_ndjson(
+            path, datasets.get("quote"), check.Expected(str(m["symbol"]), str(m["expiration"])), keep=keep
+        )
+    return {}
+
+
 def child_parse(manifest: list[dict[str, Any]], strict: bool) -> dict[str, Any]:
     """The floor: one of assembly's readers alone over the same files (DuckDB's with its byte census,
     or the strict pyarrow reader), with assembly's options and no conversion."""
@@ -221,6 +242,8 @@ def _child_main(kind: str, manifest_path: Path, out: Path, module_path: str) -> 
     manifest = json.loads(manifest_path.read_text())
     if kind in ("assemble", "assemble-noq"):
         result = child_assemble(manifest, out, module_path, quality=kind == "assemble")
+    elif kind == "keep":
+        result = child_keep(manifest)
     elif kind in ("parse", "parse-strict"):
         result = child_parse(manifest, strict=kind == "parse-strict")
     else:
@@ -270,13 +293,26 @@ def measure_size(
     ours: list[dict[str, Any]] = []
     ref: list[dict[str, Any]] = []
     off: list[dict[str, Any]] = []
+    kept: list[dict[str, Any]] = []
     for _ in range(args.repeat):  # alternate, so that a change of load hits both alike
-        ours.append(run_child("assemble", manifest, out))
+        ours.append(run_child("assemble", manifest, out))  # no copies: the previous run spent them
+        if args.parsed:
+            run_child("keep", manifest, out)
+            kept.append(run_child("assemble", manifest, out))
         if args.reference:
             ref.append(run_child("assemble", manifest, out, str(args.reference)))
         if args.quality:
             off.append(run_child("assemble-noq", manifest, out))
     results = {"assemble": summary("assemble", ours)}
+    if kept:
+        results["parsed copy"] = k = summary("parsed copy", kept)
+        o = results["assemble"]
+        same = {r["sha256"] for r in ours + kept}
+        print(
+            f"  reading the fetch's parsed copy instead of parsing: {o['cpu'] / k['cpu']:.2f}x cpu, "
+            f"{o['median'] / k['median']:.2f}x median wall, peak RSS {k['rss']:.0f} vs {o['rss']:.0f} MB; "
+            f"parquet bytes identical: {'yes' if len(same) == 1 else 'NO'}"
+        )
     if off:
         results["quality off"] = q = summary("quality off", off)
         o = results["assemble"]
@@ -351,6 +387,7 @@ def main() -> None:
         "--pandas-4x", action="store_true", help="run pandas at 4x too (several GB of RAM; off by default)"
     )
     p.add_argument("--quality", action="store_true", help="also measure with the quality pass off")
+    p.add_argument("--parsed", action="store_true", help="also measure assembly from the parsed copies")
     p.add_argument("--reference", type=Path, help="another assemble.py to measure and compare bytes with")
     p.add_argument("--workdir", type=Path, help="where to put the data (default: a temp folder, removed)")
     p.add_argument("--child", nargs=4, metavar=("KIND", "MANIFEST", "OUT", "MODULE"), help=argparse.SUPPRESS)
@@ -394,6 +431,9 @@ def scaling(workdir: Path, args: argparse.Namespace) -> None:
         )
         if "pandas" in r:
             line += f"  pandas ratio {r['pandas']['median'] / o['median']:.1f}x"
+        if "parsed copy" in r:
+            k = r["parsed copy"]
+            line += f"  parsed copy {k['rows'] / k['median']:,.0f} rows/s wall, RSS {k['rss']:.0f} MB"
         if "reference" in r:
             line += f"  vs reference {r['reference']['median'] / o['median']:.2f}x"
             line += f" (ref {r['reference']['rows'] / r['reference']['median']:,.0f} rows/s"
@@ -404,6 +444,9 @@ def scaling(workdir: Path, args: argparse.Namespace) -> None:
         f"  peak RSS 1x → 4x: {one:.0f} → {four:.0f} MB ({four / one:.2f}x); "
         f"target within 20%: {'met' if four / one <= 1.2 else 'NOT met'}"
     )
+    if all("parsed copy" in results[t] for t in ("1x", "4x")):
+        one, four = results["1x"]["parsed copy"]["rss"], results["4x"]["parsed copy"]["rss"]
+        print(f"  from the parsed copies, peak RSS 1x → 4x: {one:.0f} → {four:.0f} MB ({four / one:.2f}x)")
 
 
 if __name__ == "__main__":
