@@ -10,7 +10,8 @@ Two archives of the same range from the simulator (chain tiny), made in this scr
          A moment is a point in the work (the n-th fetch/assemble job started), so that every kill
          lands mid-run however loaded the machine is and the kills spread over the whole backfill.
 Pass: the chaos archive is byte-identical to the clean one, `spx-data verify` finds nothing, the ledger
-has no day queued or processing, and no temp file is left. Exit 1 on any FAIL.
+has no day queued or processing, and no temp file or parsed copy (ndjson/parsed.py) is left. Exit 1
+on any FAIL.
 
     .venv/bin/python bench/chaos_soak.py [--start 2024-11-01] [--end 2024-11-29] [--kills 10] [--seed 7]
 """
@@ -41,6 +42,7 @@ from helpers import Project  # noqa: E402
 
 from spx_data.core import calendar  # noqa: E402
 from spx_data.ledger.store import Ledger  # noqa: E402
+from spx_data.ndjson import parsed  # noqa: E402
 from spx_data.sim.faults import FAULT_CLASSES  # noqa: E402
 from spx_data.sim.testing import running_simulator  # noqa: E402
 
@@ -203,6 +205,7 @@ def main() -> int:
         verify = chaos.cli("verify", "--config-file", str(chaos.config_file))
         stuck = statuses.get("processing", 0) + statuses.get("queued", 0)
         temps = chaos.temp_files()
+        copies = sorted((chaos.root / "data").rglob(f"*{parsed.SUFFIX}"))  # spent once a day is archived
         results += [
             ("final rerun exits 0", final.returncode == 0, f"exit {final.returncode}"),
             ("every fault class injected (and 570)", all(faults[c] > 0 for c in (*FAULT_CLASSES, "570")),
@@ -216,6 +219,7 @@ def main() -> int:
             ("ledger: every day success", statuses.get("success", 0) == pairs == sum(statuses.values()),
              f"{statuses.get('success', 0)}/{pairs}"),
             ("no temp files left", temps == [], f"{len(temps)} found" + (f": {temps[:3]}" if temps else "")),
+            ("no parsed copies left", copies == [], f"{len(copies)} found {[c.name for c in copies[:3]]}"),
         ]  # fmt: skip
     finally:
         if args.keep:
