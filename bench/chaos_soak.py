@@ -202,7 +202,7 @@ def main() -> int:
             sorted(reference.keys() - digests.keys()),
             sorted(digests.keys() - reference.keys()),
         )
-        verify = chaos.cli("verify", "--config-file", str(chaos.config_file))
+        verify = chaos.spx("verify", "--config-file", str(chaos.config_file))
         stuck = statuses.get("processing", 0) + statuses.get("queued", 0)
         temps = chaos.temp_files()
         copies = sorted((chaos.root / "data").rglob(f"*{parsed.SUFFIX}"))  # spent once a day is archived

@@ -63,6 +63,16 @@ def spx_data(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(BIN / "spx-data"), *args], capture_output=True, text=True, cwd=cwd)
 
 
+def _checked(
+    proc: subprocess.CompletedProcess[str], name: str, args: tuple[str, ...], check: bool
+) -> subprocess.CompletedProcess[str]:
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{name} {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+        )
+    return proc
+
+
 @dataclass
 class Clone:
     """A fresh clone in a folder of its own with the shipped config (relative paths), set by the user's
@@ -91,34 +101,16 @@ class Clone:
             self.spx("config", "set", key.replace("__", "."), str(value), check=True)
 
 
-def _checked(
-    proc: subprocess.CompletedProcess[str], name: str, args: tuple[str, ...], check: bool
-) -> subprocess.CompletedProcess[str]:
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{name} {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
-        )
-    return proc
-
-
 @dataclass
-class Project:
-    """A config (absolute paths) and a workflow folder of its own (a copy of the tracked workflow)."""
+class Project(Clone):
+    """A config (absolute paths) and a workflow folder of its own (a copy of the tracked workflow),
+    talking to the terminal at `url`."""
 
-    root: Path
     url: str
-
-    @property
-    def archive(self) -> Path:
-        return self.root / "data" / "archive"
 
     @property
     def work(self) -> Path:
         return self.root / "data" / "work"
-
-    @property
-    def ledger(self) -> Path:
-        return self.root / "data" / "ledger.sqlite"
 
     @property
     def config_file(self) -> Path:
@@ -138,15 +130,11 @@ class Project:
         return [str(BIN / "snakemake"), "--configfile", str(self.config_file), "--cores", str(cores), *args]
 
     def snakemake(self, *args: str, check: bool = True, cores: int = 4) -> subprocess.CompletedProcess[str]:
+        """Plain snakemake with this project's config file; raises on failure unless check=False."""
         proc = subprocess.run(
             self.snakemake_argv(*args, cores=cores), capture_output=True, text=True, cwd=self.root
         )
-        if check and proc.returncode != 0:
-            raise AssertionError(
-                f"snakemake {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n"
-                f"{proc.stderr[-6000:]}"
-            )
-        return proc
+        return _checked(proc, "snakemake", args, check)
 
     def copy(self, root: Path, url: str) -> Project:
         """The same project under `root` (archive, listings, ledger), talking to the terminal at `url`."""
@@ -162,9 +150,6 @@ class Project:
     def set_config(self, **values: object) -> None:
         doc = yaml.safe_load(self.config_file.read_text()) | values
         self.config_file.write_text(yaml.safe_dump(doc))
-
-    def cli(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
-        return _checked(spx_data(*args, cwd=self.root), "spx-data", args, check)
 
     def archive_digests(self) -> dict[str, str]:
         """Relative path → sha256 of every file under the archive."""

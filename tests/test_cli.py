@@ -90,7 +90,7 @@ def test_bad_input_one_line_nonzero_nothing_changed(
     blocker.write_text("x")
     argv = [a.replace("{blocked}", str(blocker / "archive")) for a in argv]
     before = digest(project.config_file)
-    proc = project.cli(*argv, "--config-file", str(project.config_file))
+    proc = project.spx(*argv, "--config-file", str(project.config_file))
     assert proc.returncode == code, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
@@ -101,7 +101,7 @@ def test_bad_input_one_line_nonzero_nothing_changed(
 
 def test_not_yaml_config_file(project: Project) -> None:
     project.config_file.write_text("start_date: [2024\n  - : :")
-    proc = project.cli("gaps", "--config-file", str(project.config_file))
+    proc = project.spx("gaps", "--config-file", str(project.config_file))
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith(
         f"spx-data: config: config file {project.config_file}: not valid YAML"
@@ -112,12 +112,12 @@ def test_config_set_keeps_comments_and_validates(tmp_path: Path) -> None:
     cfg = tmp_path / "config.yaml"
     shutil.copy(REPO / "config" / "config.yaml", cfg)
     (tmp_path / "Snakefile").touch()  # a project folder
-    proc = Project(tmp_path, "").cli("config", "set", "api_concurrency", "8", "--config-file", str(cfg))
+    proc = Project(tmp_path, "").spx("config", "set", "api_concurrency", "8", "--config-file", str(cfg))
     assert proc.returncode == 0, proc.stderr
     text = cfg.read_text()
     assert "api_concurrency: 8" in text
     assert "# Requests the terminal serves at once; your tier's limit" in text  # comments survive
-    shown = Project(tmp_path, "").cli("config", "show", "--json", "--config-file", str(cfg))
+    shown = Project(tmp_path, "").spx("config", "show", "--json", "--config-file", str(cfg))
     assert json.loads(shown.stdout)["api_concurrency"] == 8
 
 
@@ -136,7 +136,7 @@ def test_help_for_every_command(project: Project) -> None:
         "demo",
         "sim",
     ):
-        proc = project.cli(cmd, "--help")
+        proc = project.spx(cmd, "--help")
         assert proc.returncode == 0 and "usage: spx-data" in proc.stdout, cmd
 
 
@@ -146,13 +146,13 @@ def test_doctor_against_the_simulator_and_without_a_terminal(
     project = Project(tmp_path, simulator(chain="tiny").url)
     project.write_config("2024-11-25", "2024-11-27")
     cfg = ["--config-file", str(project.config_file)]
-    ok = project.cli("doctor", *cfg)
+    ok = project.spx("doctor", *cfg)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     *lines, pointer = ok.stdout.splitlines()
     assert all(line.startswith("✓ ") for line in lines) and len(lines) >= 7, ok.stdout
     assert "`spx-data probe`" in pointer
     assert any("CONNECTED" in line for line in lines) and any("quote" in line for line in lines)
-    down = project.cli("doctor", *cfg, "--set", "terminal_url=http://127.0.0.1:9")
+    down = project.spx("doctor", *cfg, "--set", "terminal_url=http://127.0.0.1:9")
     assert down.returncode == 3, down.stdout + down.stderr
     assert any(line.startswith("✗ terminal reachable") and "→" in line for line in down.stdout.splitlines())
 
@@ -174,18 +174,18 @@ def test_operator_session_against_the_simulator(simulator: Callable[..., Simulat
         retry={"max_attempts": 1, "starting_wait_min": 0.1, "starting_wait_max": 0.2},
     )
     cfg = ["--config-file", str(project.config_file)]
-    first = project.cli("run", "--cores", "2", *cfg)
+    first = project.spx("run", "--cores", "2", *cfg)
     failed = _set(project.ledger)
     assert first.returncode == (1 if failed else 0), first.stdout + first.stderr
     assert failed, "the seeded 500s should fail at least one day with a single attempt"
 
-    listed = project.cli("list", "--failed-only", "--json", *cfg, check=True)
+    listed = project.spx("list", "--failed-only", "--json", *cfg, check=True)
     assert {(r["dataset"], r["day"]) for r in json.loads(listed.stdout)} == failed
 
     with sqlite3.connect(project.ledger) as con:
         (deleted,) = con.execute("SELECT min(day) FROM days WHERE dataset = 'quote' AND status = 'success'")
     (project.archive / "quote" / f"date={deleted[0]}" / f"spx-quote-{deleted[0]}.parquet").unlink()
-    gaps = json.loads(project.cli("gaps", "--json", *cfg, check=True).stdout)
+    gaps = json.loads(project.spx("gaps", "--json", *cfg, check=True).stdout)
     missing = {tuple(p) for p in gaps["missing"]}
     assert missing == failed | {("quote", deleted[0])}
     assert {("quote", d) for d in gaps["datasets"]["quote"]["no_data"]["days"]} == {("quote", "2024-11-26")}
@@ -198,15 +198,15 @@ def test_operator_session_against_the_simulator(simulator: Callable[..., Simulat
     assert planned == missing
     assert dry_run_jobs(dry)["assemble"] == len(missing)
 
-    status = json.loads(project.cli("status", "--json", *cfg, check=True).stdout)
+    status = json.loads(project.spx("status", "--json", *cfg, check=True).stdout)
     assert status["datasets"]["quote"]["counts"].get("no_data") == 1
-    grid = project.cli("status", "--calendar", *cfg, check=True).stdout
+    grid = project.spx("status", "--calendar", *cfg, check=True).stdout
     assert "2024-11" in grid and "o" in grid
 
     # With the default number of attempts the same seeded 500s are survived: retry exactly the failed days.
     retry_cfg = project.config_file.read_text().replace("max_attempts: 1", "max_attempts: 8")
     project.config_file.write_text(retry_cfg)
-    retried = project.cli("retry", "--all-failed", *cfg)
+    retried = project.spx("retry", "--all-failed", *cfg)
     assert retried.returncode == 0, retried.stdout + retried.stderr
     assert _set(project.ledger) == set()
 
@@ -221,12 +221,12 @@ def test_operator_session_against_the_simulator(simulator: Callable[..., Simulat
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0xFF
     victim.write_bytes(bytes(data))
-    bad = project.cli("verify", *cfg)
+    bad = project.spx("verify", *cfg)
     assert bad.returncode == 1 and str(victim) in bad.stdout
-    report = json.loads(project.cli("verify", "--json", *cfg).stdout)
+    report = json.loads(project.spx("verify", "--json", *cfg).stdout)
     assert str(victim) in [p["path"] for p in report["problems"]] and report["quarantined"] == {}
-    assert project.cli("verify", "--repair", *cfg).returncode == 0
+    assert project.spx("verify", "--repair", *cfg).returncode == 0
     assert not victim.exists()
-    project.cli("run", "--cores", "2", *cfg, check=True)
+    project.spx("run", "--cores", "2", *cfg, check=True)
     assert digest(victim) == good
-    assert project.cli("verify", *cfg).returncode == 0
+    assert project.spx("verify", *cfg).returncode == 0

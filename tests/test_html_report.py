@@ -123,7 +123,7 @@ def test_page_of_a_real_run_loads_clean_and_equals_the_ledger(
     [command] = re.findall(r"<code>(spx-data retry[^<]*--dataset quote [0-9-]+)</code>", page.read_text())
     assert command == f"spx-data retry --config-file {project.config_file} --dataset quote {BAD}"
     before = page.stat().st_mtime_ns
-    proc = project.cli(*command.split()[1:])
+    proc = project.spx(*command.split()[1:])
     assert proc.returncode == 1 and f"report: {page}" in proc.stdout, proc.stdout + proc.stderr
     assert page.stat().st_mtime_ns > before
     assert_matches(loaded(page).values, project.ledger)
@@ -147,7 +147,7 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @needs_chromium
 def test_spx_data_report_on_a_ledger_with_failures_and_flags(synthetic: Path) -> None:
     project = Project(synthetic, "http://127.0.0.1:9")
-    proc = project.cli("report", "--config-file", str(project.config_file), check=True)
+    proc = project.spx("report", "--config-file", str(project.config_file), check=True)
     page = Path(proc.stdout.strip())
     assert page == synthetic / "report.html"
     shown = loaded(page)
@@ -178,8 +178,8 @@ def test_live_page_reloads_itself_and_the_final_one_does_not(synthetic: Path) ->
 
 def test_report_output_must_be_a_file(synthetic: Path) -> None:
     project = Project(synthetic, "http://127.0.0.1:9")
-    assert "usage: spx-data report" in project.cli("report", "--help", check=True).stdout
-    proc = project.cli("report", "--config-file", str(project.config_file), "--output", str(synthetic))
+    assert "usage: spx-data report" in project.spx("report", "--help", check=True).stdout
+    proc = project.spx("report", "--config-file", str(project.config_file), "--output", str(synthetic))
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"--output {synthetic}: is a folder; give a file name such as report.html"
 

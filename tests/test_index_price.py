@@ -281,7 +281,7 @@ def test_workflow_archives_index_price_beside_quote_and_verifies(
     project.write_config(*SHORT_RANGE, datasets=["quote", "index_price"], index_symbols=["SPX", "VIX"])
     project.snakemake()
     conf = ("--config-file", str(project.config_file))
-    verify = project.cli("verify", *conf, check=True).stdout
+    verify = project.spx("verify", *conf, check=True).stdout
     assert "verified 8 files: 0 problem(s)" in verify
     glob = str(project.archive / "index_price" / "*" / "*.parquet")
     with duckdb.connect() as db:  # its own connection: the module's default one is shared by tests
@@ -331,17 +331,17 @@ def test_vix_without_permission_archives_spx_and_records_the_471(
     sources = json.loads(pq.read_metadata(parquet).metadata[b"spx_data.sources"])
     assert sources == [{"symbol": "SPX", "rows": 226}, {"symbol": "VIX", "rows": 0}]
     conf = ("--config-file", str(project.config_file))
-    assert "verified 2 files: 0 problem(s)" in project.cli("verify", *conf, check=True).stdout
+    assert "verified 2 files: 0 problem(s)" in project.spx("verify", *conf, check=True).stdout
     # A deleted day is a gap like any other: planned as two index requests and one assembly.
     before = project.archive_digests()
     parquet.unlink()
     out = project.snakemake("-n").stdout
     assert dry_run_jobs(out) == {"fetch_index": 2, "assemble": 1, "all": 1}
     assert "index_price: 1 missing" in out
-    assert "2024-11-29" in project.cli("gaps", *conf).stdout
+    assert "2024-11-29" in project.spx("gaps", *conf).stdout
     project.snakemake()
     assert project.archive_digests() == before
-    project.cli("ledger", "rebuild", *conf, check=True)
+    project.spx("ledger", "rebuild", *conf, check=True)
     assert ledger_rows(project.ledger, "SELECT day, status, rows FROM days ORDER BY day") == [
         ("2024-11-27", "success", 391), ("2024-11-29", "success", 226),
     ]  # fmt: skip

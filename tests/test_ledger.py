@@ -438,6 +438,42 @@ def test_crash_after_commit_before_delete_does_not_double_count(
     assert not list(outcomes.glob("*.json"))
 
 
+_HANG_IN_RENAME = """
+import os, sys
+from pathlib import Path
+from spx_data.core import outcomes
+os.replace = lambda *a: (print("written", flush=True), sys.stdin.read())  # killed before the rename
+outcomes.write_event(Path(sys.argv[1]), "run_end", ok=True)
+"""
+
+
+def test_a_writer_killed_mid_event_leaves_a_temp_that_sync_sweeps_once_it_is_dead(
+    led: Ledger, outcomes: Path
+) -> None:
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _HANG_IN_RENAME, str(outcomes)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdout is not None and writer.stdout.readline() == "written\n"
+    [tmp] = outcomes.glob(".*.tmp")
+    assert f".{writer.pid}@{socket.gethostname()}.tmp" in tmp.name
+    led.sync(outcomes)
+    assert tmp.exists()  # its writer lives: it may still rename it
+    writer.kill()
+    writer.wait()
+    old = outcomes / f".20240102T000000000000-{uuid.uuid4().hex}.json.1@elsewhere.example.org.tmp"
+    old.write_bytes(b"{")
+    young = outcomes / f".20240102T000000000001-{uuid.uuid4().hex}.json.1@elsewhere.example.org.tmp"
+    young.write_bytes(b"{")
+    os.utime(old, (time.time() - 601, time.time() - 601))  # another host's: by age only
+    emit(outcomes, "r1", "run_start", pid=1, host="h", planned=[[DS, "2024-01-02"]], argv=[])
+    assert led.sync(outcomes) == 1
+    assert not tmp.exists() and not old.exists() and young.exists()
+    assert not list(outcomes.glob("*.json"))
+
+
 def test_failure_inside_a_batch_commits_nothing(
     tmp_path: Path, outcomes: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -56,7 +56,7 @@ def test_probe_passes_against_the_simulator(simulator: Factory, tmp_path: Path, 
     sim = simulator(**(REAL_TERMINAL if preset else {}))
     project = Project(tmp_path, sim.url)
     project.write_config("2024-12-02", END, datasets=DATASETS)
-    proc = project.cli("probe", "--config-file", str(project.config_file))
+    proc = project.spx("probe", "--config-file", str(project.config_file))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     head, *lines, tail = proc.stdout.splitlines()
     assert (

@@ -198,7 +198,7 @@ def test_day_level_counts_against_the_trailing_median(tmp_path: Path) -> None:
 
 
 def _quality(project: Project, *args: str) -> list[dict[str, object]]:
-    return json.loads(project.cli("quality", "--json", *args, check=True).stdout)
+    return json.loads(project.spx("quality", "--json", *args, check=True).stdout)
 
 
 def test_clean_archive_scores_full_and_recompute_writes_no_archive_byte(
@@ -213,18 +213,18 @@ def test_clean_archive_scores_full_and_recompute_writes_no_archive_byte(
     late = [d for d in days if d["day"] >= "2024-11-26"]
     assert all(d["metrics"]["contracts_vs_median"]["value"] is not None for d in late)  # type: ignore[index]
     # A stricter threshold: recomputed from the files, flagged everywhere the operator looks.
-    out = project.cli(
+    out = project.spx(
         "quality", "--recompute", "--set", "quality.iv_error_max=0.0005", "--flagged", check=True
     )
     assert "recomputed the quality of 20 archived files" in out.stdout
     assert "10 day-files, 10 flagged" in out.stdout
     assert project.archive_digests() == before
-    assert "quality: 10 day-files flagged" in project.cli("status", check=True).stdout
+    assert "quality: 10 day-files flagged" in project.spx("status", check=True).stdout
     with sqlite3.connect(project.ledger) as db:
         assert db.execute("SELECT COUNT(DISTINCT day) FROM quality WHERE flag").fetchone() == (10,)
     # A rebuilt ledger gets the per-file metrics back from the footers.
     project.ledger.unlink()
-    project.cli("ledger", "rebuild", check=True)
+    project.spx("ledger", "rebuild", check=True)
     rebuilt = _quality(project, "--dataset", "quote")
     assert len(rebuilt) == 10 and all(d["metrics"]["crossed_rows"]["value"] == 0 for d in rebuilt)  # type: ignore[index]
     footer = json.loads(
@@ -252,7 +252,7 @@ def test_defects_from_the_simulator_are_flagged_end_to_end(
         assert {"quote_mismatch_rows", "underlying_jump_minutes", "zero_dte_missing"} <= flags[
             ("greeks_first_order", day)
         ]
-    assert "score" in project.cli("quality", "--flagged", check=True).stdout
+    assert "score" in project.spx("quality", "--flagged", check=True).stdout
 
 
 def test_bad_quality_arguments_are_one_line_errors(baseline: Project, tmp_path: Path) -> None:
@@ -263,7 +263,7 @@ def test_bad_quality_arguments_are_one_line_errors(baseline: Project, tmp_path: 
         (("--set", "quality.iv_max=-1"), "quality.iv_max -1"),
         (("--set", "quality.nope=1"), "unknown key nope"),
     ):
-        proc = project.cli("quality", *args)
+        proc = project.spx("quality", *args)
         assert proc.returncode == 2 and text in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, (
             proc.stderr
         )

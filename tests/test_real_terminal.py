@@ -94,7 +94,7 @@ def test_real_terminal_preset_archives_the_same_files_as_the_documented_terminal
             f"(SELECT count(*) FROM '{files[1]}') - (SELECT count(*) FROM '{files[0]}')"
         ).fetchone()
         assert only == 0 and extra > 0
-    listed = projects["real"].cli(
+    listed = projects["real"].spx(
         "list", "--dataset", "ohlc", "--config-file", str(projects["real"].config_file)
     )
     assert "listed contracts not answered (no trades)" in listed.stdout, listed.stdout + listed.stderr
@@ -205,7 +205,7 @@ def test_terminal_gone_for_good_ends_the_run_with_one_line_and_exit_3(tmp_path: 
 
     # The next run ignores this run's marker: with the terminal back it archives everything.
     with terminal(port):
-        again = project.cli("run", "--cores", "2", "--config-file", str(project.config_file))
+        again = project.spx("run", "--cores", "2", "--config-file", str(project.config_file))
     assert again.returncode == 0, again.stdout + again.stderr
     assert {s for s, _ in days(project).values()} == {"success"}
 
@@ -240,10 +240,10 @@ def test_476_is_named_as_a_host_mix_up_by_run_and_doctor(wrong_ip: str, tmp_path
     project = Project(tmp_path, wrong_ip)
     project.write_config("2024-11-25", "2024-11-27")
     cfg = ["--config-file", str(project.config_file)]
-    run = project.cli("run", *cfg)
+    run = project.spx("run", *cfg)
     assert run.returncode == 1 and run.stderr.startswith("spx-data: HTTP 476 for "), run.stderr
     assert "host string mix-up" in run.stderr and "no terminal answers" not in run.stderr
-    doctor = project.cli("doctor", *cfg)
+    doctor = project.spx("doctor", *cfg)
     assert "✓ host string: terminal_url uses localhost" in doctor.stdout
     [status] = [line for line in doctor.stdout.splitlines() if "mdds/status" in line]
     assert status.startswith("✗ mdds/status: HTTP 476") and "host string mix-up" in status, doctor.stdout
@@ -252,10 +252,10 @@ def test_476_is_named_as_a_host_mix_up_by_run_and_doctor(wrong_ip: str, tmp_path
     # A plain Snakemake run: the listing's 476 and the listing log reach the ledger, `list` and `gaps`.
     project.snakemake(check=False)
     [log] = (project.work / "logs").glob("list_contracts-*.log")
-    listed = project.cli("list", "--failed-only", *cfg, check=True).stdout.splitlines()
+    listed = project.spx("list", "--failed-only", *cfg, check=True).stdout.splitlines()
     assert len(listed) == 6  # quote and greeks_first_order on 3 sessions
     for line in listed:
         assert "the listing failed: FatalRequestError: HTTP 476 for " in line, line
         assert "host string mix-up" in line and f"(listing log: {log})" in line, line
-    gaps = project.cli("gaps", *cfg, check=True).stdout
+    gaps = project.spx("gaps", *cfg, check=True).stdout
     assert gaps.count("HTTP 476") == 2 and gaps.count(str(log)) == 2, gaps  # a range per dataset

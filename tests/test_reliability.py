@@ -115,7 +115,7 @@ def test_verify_names_exactly_the_damaged_files_and_repair_restores_identical_by
     project.snakemake()
     clean = project.archive_digests()
     conf = ("--config-file", str(project.config_file))
-    assert project.cli("verify", *conf).returncode == 0
+    assert project.spx("verify", *conf).returncode == 0
 
     layout = Layout(project.archive, project.work)
     pairs = sorted(
@@ -132,7 +132,7 @@ def test_verify_names_exactly_the_damaged_files_and_repair_restores_identical_by
         damaged[(ds, day)] = DAMAGES[how](layout.parquet(ds, day), layout.sidecar(ds, day), rng)
     intact = [pair for pair in pairs if pair not in victims]
 
-    found = project.cli("verify", *conf)
+    found = project.spx("verify", *conf)
     assert found.returncode == 1, found.stdout + found.stderr
     bad = _bad_lines(found.stdout)
     for (ds, day), path in damaged.items():
@@ -151,7 +151,7 @@ def test_verify_names_exactly_the_damaged_files_and_repair_restores_identical_by
     )
     print(found.stdout)
 
-    repaired = project.cli("verify", "--repair", *conf)
+    repaired = project.spx("verify", "--repair", *conf)
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     quarantined = {
         (p.parent.parent.name, p.parent.name.removeprefix("date=")): p.parent
@@ -181,7 +181,7 @@ def test_verify_names_exactly_the_damaged_files_and_repair_restores_identical_by
 
     project.snakemake()
     assert project.archive_digests() == clean
-    final = project.cli("verify", *conf)
+    final = project.spx("verify", *conf)
     assert final.returncode == 0 and "0 problem(s)" in final.stdout, final.stdout
     statuses = ledger_rows(project.ledger, "SELECT dataset, day, status FROM days")
     assert {(ds, day): status for ds, day, status in statuses} == dict.fromkeys(pairs, "success")
@@ -454,7 +454,7 @@ def test_cli_refuses_bad_path_parts_in_one_line(tmp_path: Path) -> None:
         ("gaps", "--set", "symbols=SPX/../x"),
         ("retry", "2024-1-1"),
     ):
-        proc = project.cli(*args, *conf)
+        proc = project.spx(*args, *conf)
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing made (no data folder)
@@ -503,7 +503,7 @@ def test_run_refuses_to_start_when_free_disk_is_below_the_estimate(
     try:
         project = Project(tmp_path, simulator(chain="tiny").url)
         project.write_config("2024-11-21", "2024-12-05")  # ~20 day-files: tens of MB against 2 MB free
-        proc = project.cli("run", "--config-file", str(project.config_file))
+        proc = project.spx("run", "--config-file", str(project.config_file))
         assert proc.returncode == 4, proc.stdout + proc.stderr
         (line,) = proc.stderr.strip().splitlines()
         assert "below the estimated need" in line and str(project.archive) in line

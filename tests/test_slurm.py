@@ -117,7 +117,7 @@ def test_assembly_runs_on_slurm_survives_scancel_and_matches_local(
         finally:
             first.kill()
     # The next run, through the operator CLI on the same profile, assembles the cancelled group's days.
-    second = project.cli("run", "--profile", "slurm", "--config-file", str(project.config_file), check=True)
+    second = project.spx("run", "--profile", "slurm", "--config-file", str(project.config_file), check=True)
     tally = re.search(r"^(\d+)/(\d+) day-files archived", second.stdout, re.M)
     assert tally and tally[1] == tally[2] != "0", second.stdout
     output = first_log.read_text() + "".join(
@@ -126,7 +126,7 @@ def test_assembly_runs_on_slurm_survives_scancel_and_matches_local(
 
     # Every archived day is byte-identical to the local --cores 4 run of the same days, and verifies.
     assert project.archive_digests() == subset(baseline.archive_digests(), *SHORT_RANGE)
-    project.cli("verify", "--config-file", str(project.config_file), check=True)
+    project.spx("verify", "--config-file", str(project.config_file), check=True)
     assert project.temp_files() == []
     stuck = ledger_rows(project.ledger, "SELECT count(*) FROM days WHERE status IN ('processing', 'queued')")
     assert stuck == [(0,)]

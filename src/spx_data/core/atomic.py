@@ -35,11 +35,12 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_bytes(final: Path, data: bytes, mode: int | None = None) -> None:
-    """`final` holds `data` whole, or keeps what it held before; `mode`: its permission bits."""
+def write_bytes(final: Path, data: bytes, mode: int | None = None, tmp: Path | None = None) -> None:
+    """`final` holds `data` whole, or keeps what it held before; `mode`: its permission bits; `tmp`: the
+    temp name to write through (default `temp_path(final)`)."""
     final.parent.mkdir(parents=True, exist_ok=True)
     sweep(final)
-    tmp = temp_path(final)
+    tmp = tmp or temp_path(final)
     try:
         with open(tmp, "wb") as f:
             f.write(data)

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from spx_data.core.errors import SpxDataError
-from spx_data.core.outcomes import read_events
+from spx_data.core.outcomes import pid_alive, read_events, sweep_dead_temps
 from spx_data.core.validate import choice
 
 log = logging.getLogger(__name__)
@@ -251,7 +251,9 @@ class Ledger:
     # -- writing --------------------------------------------------------------------------------------
 
     def sync(self, outcomes_dir: Path) -> int:
-        """Ingest event files in order, a transaction per batch, then delete them; returns events applied."""
+        """Ingest event files in order, a transaction per batch, then delete them; returns events applied.
+        Temp files of writers killed mid-write go too (they never held a whole event)."""
+        sweep_dead_temps(Path(outcomes_dir))
         applied = 0
         batch: list[tuple[Path, dict[str, Any]]] = []
         for item in read_events(Path(outcomes_dir)):
@@ -626,13 +628,7 @@ def _retry_locked(fn: Callable[[], _T]) -> _T:
 def _alive(pid: int | None, host: str | None, started: str | None) -> bool:
     """A run on this host is alive while its pid is; elsewhere we cannot look, so trust it for 7 days."""
     if pid and host == socket.gethostname():
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True  # exists, owned by someone else
-        return True
+        return pid_alive(pid)
     try:
         since = dt.datetime.fromisoformat(started) if started else None
     except ValueError:
