@@ -358,7 +358,7 @@ def _convert_all(blocks: Iterator[pa.RecordBatch], job: _Job) -> list[_Batch]:
     return batches
 
 
-def _kept_blocks(job: _Job) -> Iterator[pa.RecordBatch] | None:
+def _kept_blocks(job: _Job) -> Generator[pa.RecordBatch, None, None] | None:
     """The fetch check's parse of the source (ndjson.parsed), when it provably belongs to the file."""
     schema = row_schema(job.dataset, _date_variant(job.src.path, job.dataset))
     return ndjson_parsed.batches(job.src.path, schema)
@@ -381,7 +381,7 @@ def _load(job: _Job, symbols: pa.Array, fast: ndjson_duckdb.Reader) -> pa.Table:
             log.debug("%s: read again (%s)", job.src.path, e)
             job.parsed.clear()
         finally:
-            getattr(blocks, "close", lambda: None)()
+            blocks.close()
     if batches is None:
         batches = _convert_all(_blocks(job), job)
     key = np.concatenate([b.key for b in batches])

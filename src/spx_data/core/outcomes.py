@@ -61,13 +61,11 @@ def sweep_dead_temps(directory: Path, max_age: float = STALE_TEMP_SECONDS) -> in
     removed = 0
     now = time.time()
     for tmp in directory.glob(".*.json.*@*.tmp") if directory.is_dir() else ():
-        pid, _, host = (
-            tmp.name.removesuffix(".tmp").split(".json.", 1)[1].partition("@")
-        )  # host may have dots
+        writer = tmp.name.removesuffix(".tmp").split(".json.", 1)[1]  # pid@host (a host may have dots)
+        pid, _, host = writer.partition("@")
         try:
-            dead = (
-                host == socket.gethostname() and not pid_alive(int(pid))
-            ) or now - tmp.stat().st_mtime > max_age
+            here_and_gone = host == socket.gethostname() and not pid_alive(int(pid))
+            dead = here_and_gone or now - tmp.stat().st_mtime > max_age
         except (ValueError, FileNotFoundError):
             continue
         if dead:

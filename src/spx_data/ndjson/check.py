@@ -429,7 +429,7 @@ def _scan(f: BinaryIO, checker: _BlockChecker, workers: int, keep: Writer | None
     seen: list[_BlockResult] = []
 
     def merge(result: _BlockResult) -> None:
-        if keep is not None and (result.table is None or result.table.num_rows):
+        if keep is not None:
             keep.add(result.table)
         seen.append(_BlockResult(result.code, result.time))
 

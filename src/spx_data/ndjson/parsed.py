@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from types import TracebackType
 
@@ -57,10 +57,11 @@ class Writer:
         self._tmp.unlink(missing_ok=True)
 
     def add(self, table: pa.Table | None) -> None:
-        """The next block's rows; None: the block is not the strict reader's (no copy is kept)."""
+        """The next block's rows (a block of blank lines has none); None: the block is not the strict
+        reader's (no copy is kept)."""
         if table is None:
             self.usable = False
-        elif self.usable:
+        elif self.usable and table.num_rows:
             self._writer.write_table(table)
 
     def commit(self) -> Path | None:
@@ -82,7 +83,7 @@ class Writer:
                 self._sink.close()
 
 
-def batches(ndjson: Path, schema: pa.Schema) -> Iterator[pa.RecordBatch] | None:
+def batches(ndjson: Path, schema: pa.Schema) -> Generator[pa.RecordBatch, None, None] | None:
     """The strict reader's batches of `ndjson` from its parsed copy, or None when there is no copy that
     provably belongs to it (see the module docstring). Reads the NDJSON once, to hash it."""
     copy = path_for(ndjson)

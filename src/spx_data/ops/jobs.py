@@ -94,14 +94,21 @@ def _fetched(layout: Layout, fields: Mapping[str, str | None], result: FetchResu
 def _fetch_failed(layout: Layout, fields: Mapping[str, str | None], e: Exception, started: float) -> int:
     if isinstance(e, TerminalUnreachable):
         outage.give_up(layout.work, e)
-    outcomes.write_event(
-        layout.outcomes(), "fetch", **fields, status="failed", http_status=getattr(e, "status", None),
-        attempts=None, rows=0, bytes=0, seconds=round(time.monotonic() - started, 3), sha256=None,
-        error_class=type(e).__name__, error=str(e),
-    )  # fmt: skip
+    _unanswered(layout, fields, "failed", e, started)
     what = " ".join(v for v in fields.values() if v is not None)
     _log.error("spx-data fetch %s: %s: %s", what, type(e).__name__, e)
     return 1
+
+
+def _unanswered(
+    layout: Layout, fields: Mapping[str, str | None], status: str, e: Exception, started: float
+) -> None:
+    """The fetch event of a request that ended in `e` without rows (failed, or no_permission)."""
+    outcomes.write_event(
+        layout.outcomes(), "fetch", **fields, status=status, http_status=getattr(e, "status", None),
+        attempts=None, rows=0, bytes=0, seconds=round(time.monotonic() - started, 3), sha256=None,
+        error_class=type(e).__name__, error=str(e),
+    )  # fmt: skip
 
 
 def fetch_in_thread(log: str, **arguments: str | None) -> None:
@@ -159,11 +166,7 @@ def _fetch_index(args: argparse.Namespace, layout: Layout, dataset: datasets.Dat
     except PermissionDenied as e:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(b"")
-        outcomes.write_event(
-            layout.outcomes(), "fetch", **fields, status="no_permission", http_status=e.status,
-            attempts=None, rows=0, bytes=0, seconds=round(time.monotonic() - started, 3), sha256=None,
-            error_class=type(e).__name__, error=str(e),
-        )  # fmt: skip
+        _unanswered(layout, fields, "no_permission", e, started)
         return 0
     except Exception as e:
         return _fetch_failed(layout, fields, e, started)
